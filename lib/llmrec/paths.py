@@ -1,0 +1,69 @@
+"""Where the kit reads and writes: resolved from the repository root or environment variables,
+never from the working directory (notebooks run from notebooks/, tests from the root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_ROOT = "LLMREC_ROOT"
+ENV_DATA = "LLMREC_DATA_DIR"
+
+
+def repo_root() -> Path:
+    """The kit's root folder: $LLMREC_ROOT, else the checkout this package was installed from."""
+    if os.environ.get(ENV_ROOT):
+        return Path(os.environ[ENV_ROOT]).expanduser().resolve()
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "lib" / "llmrec").is_dir():
+            return parent
+    raise RuntimeError(
+        f"Cannot find the kit's root folder above {here}. Install the kit in editable mode "
+        f"(`pip install -e .` in the checkout) or set {ENV_ROOT} to the checkout's path.")
+
+
+def data_dir() -> Path:
+    """The embedded data sets live here; $LLMREC_DATA_DIR moves the download/processed caches."""
+    return repo_root() / "data"
+
+
+def cache_dir() -> Path:
+    """Downloads (raw/) and processed splits (processed/): $LLMREC_DATA_DIR or data/."""
+    if os.environ.get(ENV_DATA):
+        return Path(os.environ[ENV_DATA]).expanduser().resolve()
+    return data_dir()
+
+
+def raw_dir() -> Path:
+    return cache_dir() / "raw"
+
+
+def processed_dir() -> Path:
+    return cache_dir() / "processed"
+
+
+def runs_dir(preset: str) -> Path:
+    """Executed notebooks of one preset."""
+    return repo_root() / "runs" / preset
+
+
+def run_figures_dir(preset: str) -> Path:
+    return runs_dir(preset) / "figures"
+
+
+def results_dir(preset: str) -> Path:
+    return repo_root() / "results" / preset
+
+
+def reference_figures_dir() -> Path:
+    """figures/ in git: the laptop preset's reference figures (PNG + CSV + tolerances)."""
+    return repo_root() / "figures"
+
+
+def presets_dir() -> Path:
+    return repo_root() / "presets"
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
