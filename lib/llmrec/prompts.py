@@ -1,0 +1,59 @@
+"""The one prompt builder every language-model notebook uses (Kang et al. 2023's format):
+the user's most recent rated items — title, genres, rating — then the candidate's title and
+genres, and the question."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    header: str = "Here is a user's rating history (1 = lowest, 5 = highest):"
+    history_line: str = '* "{title}" ({genres}): {rating}'
+    question: str = ('How would this user rate "{title}" ({genres})? '
+                     "Answer with a single number from 1 to 5.")
+    no_genres: str = "unknown genre"
+
+
+DEFAULT_TEMPLATE = PromptTemplate()
+
+
+def item_title(title: str, year) -> str:
+    """"Toy Story (1995)" when the year is known, else just the title."""
+    return f"{title} ({int(year)})" if pd.notna(year) else str(title)
+
+
+def item_genres(genres: str, template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
+    return ", ".join(g for g in str(genres).split("|") if g) or template.no_genres
+
+
+def build_prompt(history: list[tuple[str, str, int]], candidate: tuple[str, str],
+                 template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
+    """history: (title, genres, rating) from most recent to oldest; candidate: (title, genres).
+
+    Items are listed oldest first, as a person would read a diary.
+    """
+    lines = [template.header]
+    for title, genres, rating in reversed(history):
+        lines.append(template.history_line.format(title=title, genres=genres, rating=rating))
+    title, genres = candidate
+    lines.append(template.question.format(title=title, genres=genres))
+    return "\n".join(lines)
+
+
+def build_prompts(processed, examples: pd.DataFrame,
+                  template: PromptTemplate = DEFAULT_TEMPLATE) -> list[str]:
+    """Prompts for rows of `processed.examples` (any split)."""
+    items = processed.items.set_index("item_idx")
+    titles = {i: item_title(t, y) for i, t, y in zip(items.index, items["title"], items["year"])}
+    genres = {i: item_genres(g, template) for i, g in zip(items.index, items["genres"])}
+    hist_items = processed.hist_items(examples)
+    hist_ratings = processed.hist_ratings(examples)
+    prompts = []
+    for cand, h_items, h_ratings in zip(examples["item_idx"].to_numpy(), hist_items, hist_ratings):
+        history = [(titles[i], genres[i], int(r)) for i, r in zip(h_items, h_ratings) if i > 0]
+        prompts.append(build_prompt(history, (titles[cand], genres[cand]), template))
+    return prompts

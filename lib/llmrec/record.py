@@ -1,0 +1,93 @@
+"""Recording what a notebook produced: metrics to results/<preset>/<notebook>.json and figures to
+runs/<preset>/figures/ (PNG + the CSV of the plotted numbers). Tests and the reproduction check
+read these files back; nothing else is needed (no scrapbook)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_path, write_json
+from .paths import repo_root, results_dir, run_figures_dir
+
+PACKAGES = ("llmrec", "torch", "transformers", "peft", "accelerate", "numpy", "pandas",
+            "scikit-learn", "matplotlib", "seaborn", "papermill")
+
+
+def package_versions(names=PACKAGES) -> dict[str, str | None]:
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, with "-dirty" when tracked files have uncommitted changes."""
+    try:
+        root = repo_root()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError, RuntimeError):
+        return None
+    return (sha + ("-dirty" if dirty else "")) if sha else None
+
+
+def _clean(value):
+    """JSON-safe numbers: NaN/inf become None, numpy scalars become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def record_metrics(notebook: str, preset: str, metrics: dict, parameters: dict | None = None,
+                   seed: int | None = None) -> Path:
+    """Write results/<preset>/<notebook>.json (atomically) and return its path."""
+    path = results_dir(preset) / f"{notebook}.json"
+    write_json(path, {
+        "notebook": notebook,
+        "preset": preset,
+        "seed": seed,
+        "parameters": _clean(parameters or {}),
+        "metrics": _clean(metrics),
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    return path
+
+
+def load_metrics(notebook: str, preset: str) -> dict:
+    path = results_dir(preset) / f"{notebook}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the notebook first, e.g. "
+                                f"`python -m llmrec.course --preset {preset} --only {notebook[:2]}`")
+    return json.loads(path.read_text())
+
+
+def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150) -> Path:
+    """Save `fig` as runs/<preset>/figures/<name>.png and the plotted numbers as <name>.csv."""
+    folder = run_figures_dir(preset)
+    png = folder / f"{name}.png"
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    with atomic_path(folder / f"{name}.csv") as tmp:
+        data.to_csv(tmp, index=False, float_format="%.6g")
+    return png
