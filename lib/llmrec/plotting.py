@@ -16,7 +16,8 @@ def use_style() -> None:
 
 def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title: str = "",
                      method_col: str = "method", hue_col: str | None = "family"):
-    """One panel per metric, one bar per method (table: a row per method, a column per metric)."""
+    """One panel per metric, one bar per method (table: a row per method, a column per metric).
+    Columns <metric>_low / <metric>_high, where present, are drawn as interval whiskers."""
     use_style()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(table) + 1.8),
                              sharey=True)
@@ -24,21 +25,29 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
     hue = hue_col if hue_col and hue_col in table else None
     for ax, metric in zip(axes, metrics):
         sns.barplot(data=table, y=method_col, x=metric, hue=hue, dodge=False, ax=ax, orient="h",
-                    legend=ax is axes[-1] and hue is not None)
-        values = table[metric].dropna()
+                    legend=ax is axes[0] and hue is not None)
+        if {f"{metric}_low", f"{metric}_high"} <= set(table):
+            ax.errorbar(table[metric], range(len(table)), fmt="none", ecolor="0.25", capsize=3,
+                        xerr=[table[metric] - table[f"{metric}_low"],
+                              table[f"{metric}_high"] - table[metric]])
+        values = table[[c for c in (metric, f"{metric}_low", f"{metric}_high") if c in table]]
+        values = values.stack().dropna()
         if len(values):
             span = values.max() - values.min()
             ax.set_xlim(max(0, values.min() - max(span, 0.02) * 0.8),
                         values.max() + max(span, 0.02) * 0.4)
         for container in ax.containers:
-            ax.bar_label(container, fmt="%.3f", padding=2, fontsize=8)
+            if hasattr(container, "patches"):
+                ax.bar_label(container, fmt="%.3f", label_type="center", color="white",
+                             fontsize=8, fontweight="bold")
         ax.set_xlabel(METRIC_LABELS.get(metric, metric))
         ax.set_ylabel("")
-    if hue and axes[-1].get_legend() is not None:
-        sns.move_legend(axes[-1], "lower right", title=None, fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if hue and axes[0].get_legend() is not None:
+        sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, 0), title=None,
+                        bbox_transform=fig.transFigure, ncol=table[hue].nunique(), frameon=False)
     return fig
 
 

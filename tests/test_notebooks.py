@@ -1,0 +1,67 @@
+"""Notebooks 00-02 through papermill with the smoke preset, then the files they wrote."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from llmrec.course import run_course
+from llmrec.paths import results_dir, run_figures_dir, runs_dir
+
+pytestmark = pytest.mark.notebook
+PRESET = "smoke"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    # the kernels inherit this: the run's caches stay out of the checkout, like every test's
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield run_course(PRESET, only=["00", "01", "02"])
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+def test_every_notebook_ran_and_recorded(smoke_run):
+    assert [p.name for p in smoke_run] == [
+        "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb"]
+    for path in smoke_run:
+        assert path.parent == runs_dir(PRESET)
+        record = json.loads((results_dir(PRESET) / f"{path.stem}.json").read_text())
+        assert record["preset"] == PRESET
+        assert record["versions"]["torch"].startswith("2.13")
+        assert _finite(record["metrics"])
+
+
+def test_data_prep_numbers(smoke_run):
+    m = json.loads((results_dir(PRESET) / "01_data_prep.json").read_text())["metrics"]
+    assert m["ratings"] == 100_004 and m["processed_users"] == 40
+    assert m["test_examples"] == m["val_examples"] == 40
+    assert 30 < m["mean_prompt_words"] < 120
+
+
+def test_baseline_figure_and_csv(smoke_run):
+    figures = run_figures_dir(PRESET)
+    for name in ("01_rating_distribution", "02_baselines", "02_learning_curves"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000
+    table = pd.read_csv(figures / "02_baselines.csv")
+    assert table.method.tolist() == ["global average", "item average", "user average",
+                                     "user + item bias", "MF", "MLP", "Transformer+MLP"]
+    assert table[["rmse", "mae"]].apply(lambda s: s.between(0, 4)).all().all()
+    assert table.auc.between(0, 1).all()
+    assert (table.rmse_low <= table.rmse).all() and (table.rmse <= table.rmse_high).all()
+    assert table.loc[table.method == "global average", "auc"].item() == 0.5
+    curves = pd.read_csv(figures / "02_learning_curves.csv")
+    assert set(curves.method) == {"MF", "MLP", "Transformer+MLP"}
+    assert curves.val_rmse.notna().all()
+    counts = pd.read_csv(figures / "01_rating_distribution.csv")
+    assert counts["count"].sum() == 100_004
