@@ -3,12 +3,18 @@ import pandas as pd
 import pytest
 import torch
 
-from llmrec.baselines import (BASELINE_MODELS, build_model, fit_baseline, genre_matrix,
-                              heuristic_predictions, predict_baseline, to_tensors)
+from llmrec.baselines import (
+    BASELINE_MODELS,
+    build_model,
+    fit_baseline,
+    genre_matrix,
+    heuristic_predictions,
+    predict_baseline,
+    to_tensors,
+)
 from llmrec.metrics import rmse
 from llmrec.splits import build_processed
 from llmrec.training import TrainConfig, pick_device
-from conftest import make_rating_data
 
 
 def test_heuristics_by_hand(synthetic):
@@ -65,7 +71,7 @@ def test_mf_learns_low_rank_structure_that_averages_cannot():
                 pd.DataFrame({"item_id": range(1, items + 1), "title": "x"}), "stars", "-")
     p = build_processed(d, history_len=2)
     test = p.split("test")
-    model, result = fit_baseline("MF", p, TrainConfig(epochs=60, lr=0.05, batch_size=256, patience=10),
+    model, _ = fit_baseline("MF", p, TrainConfig(epochs=60, lr=0.05, batch_size=256, patience=10),
                                  {"dim": 2, "reg": 0.0})
     mf = rmse(test.rating, predict_baseline(model, p, test))
     best_average = min(rmse(test.rating, v) for v in heuristic_predictions(p, test).values())

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 import yaml
 
-import llmrec.course as course
+from llmrec import course
 from llmrec.course import PresetError, load_preset, resolve_parameters, select_notebooks
 from llmrec.paths import notebooks_dir
 

@@ -7,9 +7,16 @@ import pandas as pd
 import pytest
 
 import llmrec.data as data_mod
-from llmrec.data import (Source, fetch, load_amazon_books, load_custom, load_movielens_small,
-                         load_ratings, to_rating_class)
 from conftest import FIXTURES
+from llmrec.data import (
+    Source,
+    fetch,
+    load_amazon_books,
+    load_custom,
+    load_movielens_small,
+    load_ratings,
+    to_rating_class,
+)
 
 
 def test_rating_class_mapping_is_ceil_for_half_stars():

@@ -1,12 +1,10 @@
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
-import llmrec.splits as splits_mod
-from llmrec.splits import build_processed, ensure_processed
 from conftest import make_rating_data
+from llmrec.splits import build_processed, ensure_processed
 
 
 def _check_invariants(p):

