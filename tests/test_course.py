@@ -86,3 +86,29 @@ def test_every_notebook_is_committed_clean_and_follows_the_house_layout():
 def test_main_reports_a_bad_preset_without_a_traceback(capsys):
     assert course.main(["--preset", "nope"]) == 1
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, monkeypatch):
+    root = tmp_path / "kit"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "presets").mkdir()
+    (root / "presets" / "tiny.yaml").write_text("description: test\n")
+    cells = [nbformat.v4.new_code_cell('PRESET = "tiny"', metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("x = 1"),
+             nbformat.v4.new_code_cell("raise ZeroDivisionError('boom')"),
+             nbformat.v4.new_code_cell("open('should-not-run', 'w')")]
+    for name in ("01_fails", "02_never_runs"):
+        nb = nbformat.v4.new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
+    monkeypatch.setenv("LLMREC_ROOT", str(root))
+    with pytest.raises(course.NotebookFailed) as err:
+        course.run_course("tiny")
+    message = str(err.value)
+    # [4]: the executed copy's count, which includes the parameters cell papermill injects
+    assert "01_fails.ipynb failed in cell [4] with ZeroDivisionError: boom" in message
+    assert "The cell begins: raise ZeroDivisionError('boom')" in message
+    assert str(root / "runs" / "tiny" / "01_fails.ipynb") in message
+    assert not (root / "runs" / "tiny" / "02_never_runs.ipynb").exists()
+    assert not (root / "notebooks" / "should-not-run").exists()

@@ -165,8 +165,10 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                                 cwd=str(notebooks_dir()), progress_bar=False,
                                 log_output=log_output, kernel_name="python3")
         except pm.PapermillExecutionError as e:
+            first_line = (e.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
                 f"{nb.name} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
+                f"The cell begins: {first_line[0] if first_line else '(empty)'}\n"
                 f"The executed copy, with the traceback, is {out}") from None
         bar.write(f"{nb.stem}: done in {time.perf_counter() - start:.0f} s -> {out}")
         executed.append(out)

