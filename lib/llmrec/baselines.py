@@ -207,3 +207,56 @@ def fit_baseline(name: str, processed: Processed, config: TrainConfig,
 
 def predict_baseline(model: nn.Module, processed: Processed, examples: pd.DataFrame) -> np.ndarray:
     return predict(model, to_tensors(processed, examples))
+
+
+# The settings of notebook 02, shared by every notebook that compares against the baselines.
+BASELINE_SETTINGS = {
+    "MF": {"model": {"dim": 8, "reg": 0.1}, "train": {"lr": 3e-3, "batch_size": 1024}},
+    "MLP": {"model": {"dim": 32, "hidden": 64}, "train": {"lr": 1e-3, "batch_size": 1024}},
+    "Transformer+MLP": {"model": {"dim": 64, "heads": 4, "layers": 2},
+                        "train": {"lr": 1e-3, "batch_size": 512}},
+}
+HEURISTICS = ("global average", "item average", "user average", "user + item bias")
+
+
+def run_baselines(processed: Processed, examples: pd.DataFrame, *, epochs: int = 30,
+                  max_steps: int | None = None, seed: int = 0, transformer_dim: int = 64,
+                  models=BASELINE_MODELS):
+    """Every baseline of notebook 02 on `examples`: (table rows, predictions, learning curves)."""
+    from .metrics import rating_metrics
+
+    y = examples["rating"].to_numpy()
+    predictions = heuristic_predictions(processed, examples)
+    rows = [{"method": m, "family": "heuristic", **rating_metrics(y, p)}
+            for m, p in predictions.items()]
+    curves = []
+    for name in models:
+        setting = BASELINE_SETTINGS[name]
+        params = dict(setting["model"])
+        if name == "Transformer+MLP":
+            params["dim"] = transformer_dim
+        config = TrainConfig(epochs=epochs, max_steps=max_steps, seed=seed, **setting["train"])
+        model, result = fit_baseline(name, processed, config, params)
+        predictions[name] = predict_baseline(model, processed, examples)
+        rows.append({"method": name, "family": "trained on ratings",
+                     **rating_metrics(y, predictions[name])})
+        curves.append(result.history.assign(method=name))
+    return pd.DataFrame(rows), predictions, pd.concat(curves, ignore_index=True)
+
+
+def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kwargs):
+    """The baseline rows for the results table: read from notebook 02's record when it was run
+    with the same data parameters, else computed now (about 2 minutes on the embedded data)."""
+    from .record import load_metrics
+
+    try:
+        record = load_metrics("02_baselines", preset)
+        same = all(record["parameters"].get(k) == v for k, v in parameters.items())
+        if same and "table" in record["metrics"]:
+            print("Baselines: read from notebook 02's results")
+            return pd.DataFrame(record["metrics"]["table"])
+    except FileNotFoundError:
+        pass
+    print("Baselines: notebook 02 has not been run with these parameters; training them now")
+    rows, _, _ = run_baselines(processed, processed.split("test"), **run_kwargs)
+    return rows

@@ -122,3 +122,79 @@ def train_regressor(model: nn.Module, train: Batch, val: Batch, config: TrainCon
     model.load_state_dict(best[2])
     return TrainResult(pd.DataFrame(rows), best[1], best[0], time.perf_counter() - start,
                        asdict(config))
+
+
+# --------------------------------------------------------------------------- language models
+
+
+def pick_precision(preference: str, device: torch.device, model_type: str = "") -> str:
+    """"auto": bf16 on a GPU that supports it, fp32 on the CPU. fp16 is refused for T5, whose
+    activations overflow in fp16 (NaN losses); bf16 has fp32's range."""
+    if preference == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return "bf16"
+        return "fp32"
+    if preference not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown PRECISION {preference!r}; use 'auto', 'fp32', 'bf16' or 'fp16'")
+    if preference == "fp16" and model_type.startswith(("t5", "mt5", "umt5")):
+        raise ValueError("T5 models produce NaNs in fp16; use PRECISION='bf16' (or 'fp32')")
+    return preference
+
+
+def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_dir,
+                       epochs: float = 1.0, lr: float = 1e-4, batch_size: int = 16,
+                       eval_batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
+                       eval_points: int = 8, precision: str = "fp32", weight_decay: float = 0.0,
+                       warmup_ratio: float = 0.05, save_checkpoints: bool = False,
+                       resume: bool = False):
+    """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
+    checkpoints and resume come from there. Returns the trainer and its log as a DataFrame
+    (step, loss, eval_loss). The same call runs under `accelerate launch` on several GPUs.
+    """
+    from transformers import Trainer, TrainingArguments
+
+    steps_per_epoch = max(1, -(-len(train_dataset) // batch_size))
+    total = max_steps or int(steps_per_epoch * epochs)
+    every = max(1, total // eval_points)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        max_steps=max_steps or -1,
+        learning_rate=lr,
+        weight_decay=weight_decay,
+        warmup_steps=int(warmup_ratio * total),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        eval_strategy="steps", eval_steps=every,
+        logging_strategy="steps", logging_steps=every,
+        save_strategy="steps" if save_checkpoints else "no", save_steps=every,
+        save_total_limit=2,
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        seed=seed, data_seed=seed,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
+                      eval_dataset=eval_dataset, data_collator=collator)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    log = pd.DataFrame(trainer.state.log_history)
+    return trainer, log
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = "predicting"):
+    """Run `model` over a dataset; returns (expected ratings, raw scores) as NumPy arrays."""
+    model.eval()
+    device = next(model.parameters()).device
+    preds, scores = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch.pop("labels", None)
+        out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        preds.append(base.expected_rating(out))
+        scores.append(out)
+    return torch.cat(preds).numpy(), torch.cat(scores).numpy()

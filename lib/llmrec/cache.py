@@ -1,0 +1,180 @@
+"""Freeze the lower layers, compute their output once, train only the top layers (ONCE's trick).
+
+The lower layers of a pretrained LM are the least task-specific, so they are frozen. Their output
+— the hidden state that enters the first trained layer — then never changes, so it is computed
+once per example and stored; each training step runs only the top layers. With 2 of SmolLM2's
+30 layers trained, a step costs about 2/30 of a full forward and backward pass.
+
+The split is exact: the top layers see the same hidden states, the same causal mask built from
+the same attention mask, and the same positions (0..T-1, right padding) as in the full model. The
+tests check that a cached forward equals the full forward.
+
+Implemented for decoder-only (Llama-family) models, whose inner model accepts `inputs_embeds`:
+the "bottom" is the inner model cut after layer L with its final norm removed; the "top" is the
+inner model with only the layers from L on, fed the cached states as `inputs_embeds`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .io import atomic_dir
+from .paths import processed_dir
+
+CACHE_FORMAT = 1
+
+
+def _inner(lm) -> nn.Module:
+    if lm.family != "causal":
+        raise ValueError(f"layer caching needs a decoder-only model; {lm.name!r} is {lm.family}. "
+                         "Use full fine-tuning or LoRA for it instead.")
+    return lm.model.base_model
+
+
+def _slice(inner: nn.Module, start: int, stop: int | None, keep_norm: bool) -> nn.Module:
+    """A shallow copy of the inner model that runs only layers[start:stop]."""
+    part = copy.copy(inner)
+    part._modules = dict(inner._modules)  # never touch the original's module registry
+    part.layers = nn.ModuleList(list(inner.layers)[start:stop])
+    part.config = copy.deepcopy(inner.config)
+    part.config.num_hidden_layers = len(part.layers)
+    if getattr(part.config, "layer_types", None):  # e.g. sliding/full attention per layer
+        part.config.layer_types = list(inner.config.layer_types)[start:stop]
+    if not keep_norm:
+        part.norm = nn.Identity()
+    if start > 0:
+        part.embed_tokens = None  # the top part reads cached states, never token ids
+    return part
+
+
+def check_top_layers(lm, top_layers: int) -> int:
+    n = lm.model.config.num_hidden_layers
+    if not 0 <= top_layers <= n:
+        raise ValueError(f"TOP_LAYERS must be between 0 and {n} for {lm.name!r}, got {top_layers}")
+    return n - top_layers
+
+
+def bottom_layers(lm, top_layers: int) -> nn.Module:
+    """The frozen part: embeddings and layers[:L]; returns the hidden state entering layer L."""
+    split = check_top_layers(lm, top_layers)
+    return _slice(_inner(lm), 0, split, keep_norm=False).eval().requires_grad_(False)
+
+
+def top_layers_body(lm, top_layers: int) -> nn.Module:
+    """The trained part: layers[L:] and the final norm, fed cached states as inputs_embeds."""
+    split = check_top_layers(lm, top_layers)
+    return _slice(_inner(lm), split, None, keep_norm=True)
+
+
+def _padded(encodings, idx, pad):
+    longest = max(len(encodings[i]) for i in idx)
+    ids = torch.full((len(idx), longest), pad, dtype=torch.long)
+    mask = torch.zeros(len(idx), longest, dtype=torch.long)
+    for row, i in enumerate(idx):
+        ids[row, :len(encodings[i])] = torch.as_tensor(encodings[i])
+        mask[row, :len(encodings[i])] = 1
+    return ids, mask
+
+
+def choose_autocast(run, preference: str | bool = "auto") -> bool:
+    """Whether to run in bf16 autocast on this CPU. "auto" times one batch both ways and keeps
+    the faster: processors with native bf16 (AVX512-BF16, AMX) gain up to 2x, others lose."""
+    if isinstance(preference, bool):
+        return preference
+    if preference != "auto":
+        raise ValueError(f"unknown AUTOCAST {preference!r}; use 'auto', True or False")
+    timings = {}
+    for use in (False, True, False, True):  # the first of each warms up
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use):
+            run()
+        timings[use] = time.perf_counter() - start
+    return timings[True] < 0.9 * timings[False]
+
+
+@torch.no_grad()
+def compute_hidden(lm, top_layers: int, encodings: list[list[int]], batch_size: int = 16,
+                   dtype: torch.dtype = torch.bfloat16, desc: str = "caching",
+                   autocast: str | bool = "auto") -> list[torch.Tensor]:
+    """The hidden state entering the first trained layer, one [length, dim] tensor per example.
+    Batches are formed from examples of similar length so that little is spent on padding. On
+    the CPU, bf16 autocast is used where it is faster (see choose_autocast)."""
+    bottom = bottom_layers(lm, top_layers)
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+    out: list[torch.Tensor | None] = [None] * len(encodings)
+    pad = lm.tokenizer.pad_token_id or 0
+    device = next(lm.model.parameters()).device
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def run(idx):
+        ids, mask = _padded(encodings, idx, pad)
+        return bottom(input_ids=ids.to(device), attention_mask=mask.to(device),
+                      use_cache=False).last_hidden_state
+
+    use_bf16 = device.type == "cpu" and choose_autocast(
+        lambda: run(batches[len(batches) // 2]), autocast)
+    for idx in tqdm(batches, desc=desc + (" (bf16 autocast)" if use_bf16 else ""),
+                    unit="batch", leave=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            hidden = run(idx)
+        for row, i in enumerate(idx):
+            out[i] = hidden[row, :len(encodings[i])].to("cpu", dtype).clone()
+    return out
+
+
+def cache_key(lm, top_layers: int, encodings: list[list[int]], dtype: torch.dtype) -> dict:
+    """What a cache depends on: the model, the split layer, the exact token ids, the dtype."""
+    ids = hashlib.sha256()
+    for e in encodings:
+        ids.update(len(e).to_bytes(4, "little"))
+        ids.update(torch.as_tensor(e, dtype=torch.int64).numpy().tobytes())
+    weights = hashlib.sha256()
+    for name, p in list(lm.model.named_parameters())[:3]:  # the model's identity, cheaply
+        weights.update(name.encode())
+        weights.update(p.detach().float().flatten()[:4096].numpy().tobytes())
+    return {"format": CACHE_FORMAT, "model": lm.name, "n_layers": lm.model.config.num_hidden_layers,
+            "split_layer": check_top_layers(lm, top_layers), "dtype": str(dtype),
+            "tokens_sha256": ids.hexdigest(), "weights_sha256": weights.hexdigest()}
+
+
+def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
+                  batch_size: int = 16, dtype: torch.dtype = torch.bfloat16,
+                  autocast: str | bool = "auto", folder: Path | None = None,
+                  verbose: bool = True) -> list[torch.Tensor]:
+    """compute_hidden, stored on disk with a manifest (model, layer, token ids, dtype): a later
+    call with the same inputs loads it; anything different (another template, layer, model or
+    set of examples) builds a new one."""
+    key = cache_key(lm, top_layers, encodings, dtype)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = (folder or processed_dir() / "layer-cache") / f"{name}-{digest}"
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        if manifest["key"] == key:
+            hidden = torch.load(path / "hidden.pt", weights_only=True)
+            if verbose:
+                print(f"{name}: loaded {len(hidden):,} cached states from {path}")
+            return hidden
+    except (OSError, json.JSONDecodeError, KeyError, RuntimeError):
+        pass
+    start = time.perf_counter()
+    hidden = compute_hidden(lm, top_layers, encodings, batch_size, dtype, desc=f"caching {name}",
+                            autocast=autocast)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(e) for e in encodings)
+    with atomic_dir(path) as tmp:
+        torch.save(hidden, tmp / "hidden.pt")
+        (tmp / "manifest.json").write_text(json.dumps(
+            {"key": key, "examples": len(encodings), "tokens": tokens, "seconds": seconds},
+            indent=2) + "\n")
+    if verbose:
+        print(f"{name}: cached {len(hidden):,} examples ({tokens:,} tokens) in {seconds:.0f} s "
+              f"({tokens / max(seconds, 1e-9):,.0f} tokens/s) -> {path}")
+    return hidden

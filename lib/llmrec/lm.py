@@ -1,0 +1,481 @@
+"""Language models as rating predictors: one interface for three families.
+
+- seq2seq (Flan-T5, the paper's): the encoder reads the prompt; the decoder's first step gives
+  the answer. Classification reads its logits over the tokens "1".."5"; regression projects its
+  hidden state to one number.
+- causal (decoder-only: Llama, SmolLM2, Qwen, Gemma): the hidden state of the last prompt token
+  (the position that predicts the answer's first token) does the same.
+- encoder (BERT, MiniLM): mean-pooled token states, then a linear head (a cheap comparison).
+
+A model is named by a Hugging Face hub id (`google/flan-t5-base`), a local folder, or an alias:
+the packaged offline models (`smollm2-135m`, `minilm-l6`) and the smoke preset's tiny random
+models (`tiny-t5`, `tiny-llama`, `tiny-bert`).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .io import atomic_dir
+from .paths import repo_root
+from .system import PACKAGED_MODELS, install_command, locate_packaged_model
+
+FAMILIES = ("seq2seq", "causal", "encoder")
+SYSTEM_PROMPT = "You predict how users rate items, on a scale from 1 to 5."
+
+# Short names for models the kit knows. Hub ids and local folders work too.
+HUB_ALIASES = {
+    "flan-t5-small": "google/flan-t5-small",
+    "flan-t5-base": "google/flan-t5-base",
+    "flan-t5-large": "google/flan-t5-large",
+    "flan-t5-xl": "google/flan-t5-xl",
+    "flan-t5-xxl": "google/flan-t5-xxl",
+}
+TINY_MODELS = ("tiny-t5", "tiny-llama", "tiny-bert")
+
+# LoRA targets per family: the attention projections, as in the LoRA paper and peft's defaults.
+LORA_TARGETS = {
+    "t5": ["q", "v"],
+    "llama": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"],
+    "gemma": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"], "gemma3_text": ["q_proj", "v_proj"],
+    "bert": ["query", "value"],
+}
+
+
+@dataclass
+class LoadedLM:
+    model: nn.Module  # the transformers model (…ForConditionalGeneration / ForCausalLM / Model)
+    tokenizer: object
+    family: str  # seq2seq | causal | encoder
+    name: str  # what the user asked for
+
+    @property
+    def model_type(self) -> str:
+        return self.model.config.model_type
+
+    @property
+    def hidden_size(self) -> int:
+        cfg = self.model.config
+        return getattr(cfg, "d_model", None) or cfg.hidden_size
+
+    @property
+    def n_layers(self) -> int:
+        cfg = self.model.config
+        return getattr(cfg, "num_decoder_layers", None) or cfg.num_hidden_layers
+
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.model.parameters())
+        return (f"LoadedLM({self.name!r}: {self.model_type}, {self.family}, "
+                f"{params / 1e6:.1f}M parameters, {self.n_layers} layers)")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def tokenizer_asset(name: str) -> Path:
+    """A tokenizer shipped with the kit (lib/llmrec/assets/tokenizers/<name>)."""
+    return Path(str(resources.files("llmrec") / "assets" / "tokenizers" / name))
+
+
+def _tiny(name: str, seed: int) -> LoadedLM:
+    """Small random models of each family, built from a config (no download): the smoke preset's
+    stand-ins, with the real tokenizers so token ids and prompt lengths are realistic."""
+    from transformers import (AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM,
+                              T5Config, T5ForConditionalGeneration)
+
+    torch.manual_seed(seed)
+    if name == "tiny-t5":
+        tok = AutoTokenizer.from_pretrained(tokenizer_asset("t5"))
+        cfg = T5Config(vocab_size=len(tok), d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                       num_decoder_layers=2, num_heads=2, feed_forward_proj="gated-gelu",
+                       tie_word_embeddings=False, decoder_start_token_id=tok.pad_token_id,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return LoadedLM(T5ForConditionalGeneration(cfg), tok, "seq2seq", name)
+    if name == "tiny-llama":
+        tok = AutoTokenizer.from_pretrained(tokenizer_asset("smollm2"))
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=2048, tie_word_embeddings=True,
+                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return LoadedLM(LlamaForCausalLM(cfg), tok, "causal", name)
+    tok = AutoTokenizer.from_pretrained(tokenizer_asset("minilm"))
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    return LoadedLM(BertModel(cfg, add_pooling_layer=False), tok, "encoder", name)
+
+
+def model_cache_dir() -> Path:
+    """Converted packaged models: $LLMREC_MODEL_DIR or models/ in the checkout."""
+    return Path(os.environ.get("LLMREC_MODEL_DIR") or repo_root() / "models")
+
+
+def packaged_model_folder(alias: str) -> Path:
+    """A folder that from_pretrained loads offline. The GGUF model is converted once: transformers
+    refuses save_pretrained on a GGUF-loaded model, so the weights go into a fresh model built
+    from the same config, and that is saved (reloads in seconds instead of half a minute)."""
+    source = locate_packaged_model(alias)
+    info = PACKAGED_MODELS[alias]
+    if not info["file"].endswith(".gguf"):
+        return source
+    target = model_cache_dir() / alias
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Converting {info['file']} to a transformers folder in {target} (once, ~30 s)…")
+    gguf = dict(gguf_file=info["file"])
+    tok = AutoTokenizer.from_pretrained(source, **gguf)
+    loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
+    fresh = AutoModelForCausalLM.from_config(loaded.config)
+    fresh.load_state_dict(loaded.state_dict())
+    with atomic_dir(target) as tmp:
+        fresh.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return target
+
+
+def _family_of(config) -> str:
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    if "CausalLM" in archs or config.model_type in LORA_TARGETS and config.model_type != "bert":
+        return "causal"
+    return "encoder"
+
+
+def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:
+    """Load a model and its tokenizer by alias, hub id or local folder (see the module doc)."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM,
+                              AutoModelForSeq2SeqLM, AutoTokenizer)
+
+    if name in TINY_MODELS:
+        return _tiny(name, seed)
+    if name in PACKAGED_MODELS:
+        source = str(packaged_model_folder(name))
+    else:
+        source = HUB_ALIASES.get(name, name)
+        looks_local = name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()
+        if looks_local and not Path(name).expanduser().is_dir():
+            raise FileNotFoundError(f"model folder {name} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as e:
+        raise OSError(
+            f"could not load model {name!r} ({e.__class__.__name__}). It is neither a known alias "
+            f"({', '.join([*TINY_MODELS, *PACKAGED_MODELS, *HUB_ALIASES])}), nor a local folder, "
+            f"nor reachable on the Hugging Face hub. Offline, use the packaged models "
+            f"(smollm2-135m, minilm-l6; `make models` installs them).") from None
+    family = _family_of(config)
+    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM,
+            "encoder": AutoModel}[family]
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    model = auto.from_pretrained(source, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return LoadedLM(model, tokenizer, family, name)
+
+
+# --------------------------------------------------------------------------- prompts → tokens
+
+
+def rating_token_ids(tokenizer) -> list[int]:
+    """The token id of each rating "1".."5": the five classes of the classifier. Each rating must
+    be one token (true for T5, Llama/SmolLM2, Qwen, Gemma and BERT vocabularies)."""
+    ids = []
+    for rating in "12345":
+        tokens = tokenizer.encode(rating, add_special_tokens=False)
+        if len(tokens) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(tokens)
+            raise ValueError(
+                f"the tokenizer {type(tokenizer).__name__} splits the rating {rating!r} into "
+                f"{len(tokens)} tokens {pieces}; rating-token classification needs one token per "
+                f"rating. Use regression (a projection head) with this model instead.")
+        ids.append(tokens[0])
+    if len(set(ids)) != 5:
+        raise ValueError(f"the ratings 1..5 map to repeated token ids {ids}")
+    return ids
+
+
+def format_prompts(lm: LoadedLM, prompts: list[str],
+                   demonstrations: list[tuple[str, int]] | None = None) -> list[str]:
+    """The text each family reads. Chat models get their chat template (a system line, the
+    prompt as the user's turn, the assistant's turn opened); few-shot demonstrations become
+    earlier turns. Models without a template read the prompt, demonstrations first."""
+    demonstrations = demonstrations or []
+    template = getattr(lm.tokenizer, "chat_template", None)
+    if lm.family == "causal" and template:
+        out = []
+        for prompt in prompts:
+            messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+            for demo, answer in demonstrations:
+                messages += [{"role": "user", "content": demo},
+                             {"role": "assistant", "content": str(answer)}]
+            messages.append({"role": "user", "content": prompt})
+            out.append(lm.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                        add_generation_prompt=True))
+        return out
+    prefix = "".join(f"{demo}\nAnswer: {answer}\n\n" for demo, answer in demonstrations)
+    suffix = "\nAnswer:" if lm.family != "encoder" else ""
+    return [prefix + p + suffix for p in prompts]
+
+
+def encode(lm: LoadedLM, texts: list[str], max_length: int = 512) -> list[list[int]]:
+    """Token ids per text, unpadded (the collator pads each batch). Chat-formatted text already
+    holds its special tokens."""
+    chat = lm.family == "causal" and getattr(lm.tokenizer, "chat_template", None)
+    enc = lm.tokenizer(texts, add_special_tokens=not chat, truncation=True, max_length=max_length)
+    return enc["input_ids"]
+
+
+def pad_batch(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad a list of examples ({"input_ids"} or {"inputs_embeds"}, plus "labels")."""
+    key = "inputs_embeds" if "inputs_embeds" in features[0] else "input_ids"
+    lengths = [len(f[key]) for f in features]
+    longest = max(lengths)
+    mask = torch.zeros(len(features), longest, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    if key == "input_ids":
+        values = torch.full((len(features), longest), pad_id, dtype=torch.long)
+        for i, f in enumerate(features):
+            values[i, :lengths[i]] = torch.as_tensor(f["input_ids"])
+    else:
+        dim = features[0]["inputs_embeds"].shape[-1]
+        values = torch.zeros(len(features), longest, dim, dtype=torch.float32)
+        for i, f in enumerate(features):
+            values[i, :lengths[i]] = f["inputs_embeds"].float()
+    batch = {key: values, "attention_mask": mask}
+    if "labels" in features[0]:
+        batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
+    return batch
+
+
+class RatingDataset(torch.utils.data.Dataset):
+    """Examples for the Trainer: token ids (or cached hidden states) and the rating."""
+
+    def __init__(self, inputs: list, labels=None, key: str = "input_ids"):
+        self.inputs, self.labels, self.key = inputs, labels, key
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, i):
+        item = {self.key: self.inputs[i]}
+        if self.labels is not None:
+            item["labels"] = float(self.labels[i])
+        return item
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class RatingModel(nn.Module):
+    """A language model with a rating head.
+
+    head="classification": five logits, one per rating token (cross-entropy); the prediction
+    is the expected rating under their softmax. head="regression": one number (MSE).
+
+    `body` replaces the backbone's inner model when only its top layers are run from cached
+    hidden states (see llmrec.cache); the forward pass then takes `inputs_embeds`.
+    """
+
+    def __init__(self, lm: LoadedLM, head: str = "regression", body: nn.Module | None = None,
+                 init_rating: float = 3.5):
+        super().__init__()
+        if head not in ("classification", "regression"):
+            raise ValueError(f"unknown head {head!r}; use 'classification' or 'regression'")
+        self.family, self.head = lm.family, head
+        self.model_name = lm.name
+        dim = lm.hidden_size
+        if lm.family == "seq2seq":
+            if body is not None:
+                raise ValueError("layer caching is implemented for decoder-only models")
+            self.backbone = lm.model
+            self.decoder_start = lm.model.config.decoder_start_token_id
+        else:
+            self.backbone = body if body is not None else lm.model.base_model
+        self.rating_ids = rating_token_ids(lm.tokenizer) if head == "classification" else None
+        if head == "classification":
+            self.register_buffer("rating_values", torch.arange(1.0, 6.0))
+            if lm.family == "causal":
+                # the rows of the LM head for "1".."5": zero-shot predictions come for free
+                self.score = nn.Linear(dim, 5, bias=False)
+                out = lm.model.get_output_embeddings().weight
+                self.score.weight.data.copy_(out[self.rating_ids].detach())
+            elif lm.family == "encoder":
+                self.score = nn.Linear(dim, 5)
+        else:
+            self.score = nn.Linear(dim, 1)
+            nn.init.zeros_(self.score.weight)
+            nn.init.constant_(self.score.bias, init_rating)  # start from the mean rating
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None):
+        if self.family == "seq2seq":
+            start = torch.full((attention_mask.shape[0], 1), self.decoder_start,
+                               dtype=torch.long, device=attention_mask.device)
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                                decoder_input_ids=start,
+                                output_hidden_states=self.head == "regression")
+            if self.head == "classification":
+                scores = out.logits[:, 0, self.rating_ids]
+            else:
+                scores = self.score(out.decoder_hidden_states[-1][:, 0]).squeeze(-1)
+        else:
+            extra = {"use_cache": False} if self.family == "causal" else {}
+            hidden = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                                   attention_mask=attention_mask, **extra).last_hidden_state
+            if self.family == "causal":  # right padding: the last real token of each row
+                last = attention_mask.sum(1) - 1
+                rep = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            else:  # encoder: mean over real tokens
+                m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                rep = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+            scores = self.score(rep)
+            if self.head == "regression":
+                scores = scores.squeeze(-1)
+        loss = None
+        if labels is not None:
+            if self.head == "classification":
+                loss = nn.functional.cross_entropy(scores.float(), labels.long() - 1)
+            else:
+                loss = nn.functional.mse_loss(scores.float(), labels.float())
+        return {"loss": loss, "logits": scores}
+
+    def expected_rating(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.head == "classification":
+            return scores.float().softmax(-1) @ self.rating_values
+        return scores.float()
+
+
+def add_lora(model: RatingModel, lm: LoadedLM, r: int = 8, alpha: int = 16, dropout: float = 0.05,
+             target_modules: list[str] | None = None, layers: list[int] | None = None):
+    """Wrap `model` with LoRA adapters (peft) on the backbone's attention projections; the rating
+    head stays fully trainable. Returns the peft model."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = target_modules or LORA_TARGETS.get(lm.model_type)
+    if not targets:
+        raise ValueError(f"no default LoRA target modules for model type {lm.model_type!r}; "
+                         f"pass target_modules=[...] (names of its linear layers)")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                        layers_to_transform=layers, modules_to_save=["score"]
+                        if hasattr(model, "score") else None, bias="none")
+    return get_peft_model(model, config)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def save_rating_model(model: RatingModel, folder: str | Path, meta: dict | None = None) -> Path:
+    """Save the weights (safetensors) and what is needed to rebuild the model (JSON)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    info = {"model_name": model.model_name, "family": model.family, "head": model.head,
+            **(meta or {})}
+    with atomic_dir(folder) as tmp:
+        save_file(state, str(tmp / "rating_model.safetensors"))
+        (tmp / "rating_model.json").write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingModel:
+    """Rebuild a saved RatingModel; its weights come from the folder, not from the hub."""
+    from safetensors.torch import load_file
+
+    from .cache import top_layers_body
+
+    folder = Path(folder)
+    info = json.loads((folder / "rating_model.json").read_text())
+    lm = lm or load_lm(info["model_name"])
+    body = top_layers_body(lm, info["top_layers"]) if info.get("top_layers") else None
+    model = RatingModel(lm, info["head"], body=body)
+    model.load_state_dict(load_file(str(folder / "rating_model.safetensors")))
+    return model
+
+
+def clone_for_training(model: RatingModel) -> RatingModel:
+    """A deep copy, so that an untouched pretrained model stays available (for zero-shot)."""
+    return copy.deepcopy(model)
+
+
+# --------------------------------------------------------------------------- examples → inputs
+
+
+def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool = True,
+                     demonstrations: list[tuple[str, int]] | None = None,
+                     extras: list[str] | None = None, max_length: int = 1024) -> list[list[int]]:
+    """Token ids of the kit's prompt for each example, formatted for `lm`'s family."""
+    from .prompts import build_prompts
+
+    prompts = build_prompts(processed, examples, history_genres=history_genres, extras=extras)
+    return encode(lm, format_prompts(lm, prompts, demonstrations), max_length=max_length)
+
+
+def demonstrations_for(processed, pool, k: int, seed: int, history_genres: bool = True,
+                       exclude_users=None) -> list[tuple[str, int]]:
+    """k few-shot demonstrations: training examples of other users, with their true ratings,
+    one per rating value where possible, drawn reproducibly."""
+    from .prompts import build_prompts
+
+    if k <= 0:
+        return []
+    pool = pool if exclude_users is None else pool[~pool.user_idx.isin(exclude_users)]
+    pool = pool[pool.hist_len == processed.history_len]
+    picks = pool.groupby("rating").sample(1, random_state=seed).sample(frac=1, random_state=seed)
+    chosen = picks.iloc[:k]
+    if len(chosen) < k:
+        chosen = pool.sample(k, random_state=seed)
+    texts = build_prompts(processed, chosen, history_genres=history_genres)
+    return list(zip(texts, chosen.rating.astype(int).tolist()))
+
+
+def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = None,
+                 name: str = "examples", history_genres: bool = True,
+                 demonstrations: list[tuple[str, int]] | None = None,
+                 extras: list[str] | None = None, batch_size: int = 16) -> RatingDataset:
+    """The examples as a dataset for `lm`: token ids, or — when `top_layers` is set for a
+    decoder-only model — the cached hidden states entering its top `top_layers` layers."""
+    from .cache import cached_hidden
+
+    enc = prompt_encodings(lm, processed, examples, history_genres=history_genres,
+                           demonstrations=demonstrations, extras=extras)
+    labels = examples["rating"].to_numpy()
+    if top_layers is None or lm.family != "causal":
+        return RatingDataset(enc, labels)
+    hidden = cached_hidden(lm, top_layers, enc, name=name, batch_size=batch_size)
+    return RatingDataset(hidden, labels, key="inputs_embeds")
+
+
+def build_rating_model(lm: LoadedLM, head: str, *, top_layers: int | None = None,
+                       lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
+    """A RatingModel over the whole backbone, or over its top `top_layers` layers (decoder-only
+    models, fed from the cache), optionally with LoRA adapters instead of full weights."""
+    from .cache import top_layers_body
+
+    body = top_layers_body(lm, top_layers) if top_layers is not None and lm.family == "causal" \
+        else None
+    model = RatingModel(lm, head, body=body, init_rating=init_rating)
+    if lora:
+        model = add_lora(model, lm, r=lora_r, alpha=2 * lora_r)
+    return model
+
+
+def collator_for(lm: LoadedLM):
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    return functools.partial(pad_batch, pad_id=pad)
