@@ -1,4 +1,4 @@
-"""Notebooks 00-02 through papermill with the smoke preset, then the files they wrote."""
+"""Notebooks 00-04 through papermill with the smoke preset, then the files they wrote."""
 
 import json
 import math
@@ -18,7 +18,7 @@ def smoke_run(tmp_path_factory):
     # the kernels inherit this: the run's caches stay out of the checkout, like every test's
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield run_course(PRESET, only=["00", "01", "02"])
+        yield run_course(PRESET, only=["00", "01", "02", "03", "04"])
 
 
 def _finite(value):
@@ -33,7 +33,8 @@ def _finite(value):
 
 def test_every_notebook_ran_and_recorded(smoke_run):
     assert [p.name for p in smoke_run] == [
-        "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb"]
+        "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb",
+        "03_flan_t5_classification.ipynb", "04_flan_t5_regression.ipynb"]
     for path in smoke_run:
         assert path.parent == runs_dir(PRESET)
         record = json.loads((results_dir(PRESET) / f"{path.stem}.json").read_text())
@@ -65,3 +66,24 @@ def test_baseline_figure_and_csv(smoke_run):
     assert curves.val_rmse.notna().all()
     counts = pd.read_csv(figures / "01_rating_distribution.csv")
     assert counts["count"].sum() == 100_004
+
+
+def test_language_model_notebooks(smoke_run):
+    figures = run_figures_dir(PRESET)
+    t3 = pd.read_csv(figures / "03_results.csv")
+    assert t3.method.tolist()[-3:] == ["tiny-t5 zero-shot", "tiny-t5 few-shot (1)",
+                                       "tiny-t5 fine-tuned classification"]
+    assert t3[["rmse", "mae"]].notna().all().all()
+    assert (t3.method == "MF").sum() == 1  # baselines read back from notebook 02
+    t4 = pd.read_csv(figures / "04_results.csv")
+    methods = set(t4.method)
+    assert {"tiny-llama fine-tuned regression", "tiny-bert regression (prompt)",
+            "tiny-bert regression (prompt + averages)", "tiny-t5 fine-tuned classification"} <= methods
+    assert any(m.startswith("average of MF and") for m in methods)
+    assert t4[["rmse", "mae"]].apply(lambda s: s.between(0, 4)).all().all()
+    for name in ("03_loss_curves", "04_loss_curves"):
+        curves = pd.read_csv(figures / f"{name}.csv")
+        assert set(curves.curve.str.rsplit(", ", n=1).str[1]) == {"training", "validation"}
+        assert curves.value.notna().all()
+    record = json.loads((results_dir(PRESET) / "04_flan_t5_regression.json").read_text())
+    assert record["parameters"]["MODEL"] == "tiny-llama"

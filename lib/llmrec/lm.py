@@ -382,21 +382,20 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
 def save_rating_model(model: RatingModel, folder: str | Path, meta: dict | None = None) -> Path:
     """Save the weights (safetensors) and what is needed to rebuild the model (JSON)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
     folder = Path(folder)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
     info = {"model_name": model.model_name, "family": model.family, "head": model.head,
             **(meta or {})}
     with atomic_dir(folder) as tmp:
-        save_file(state, str(tmp / "rating_model.safetensors"))
+        save_model(model, str(tmp / "rating_model.safetensors"))  # handles tied weights
         (tmp / "rating_model.json").write_text(json.dumps(info, indent=2) + "\n")
     return folder
 
 
 def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingModel:
     """Rebuild a saved RatingModel; its weights come from the folder, not from the hub."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     from .cache import top_layers_body
 
@@ -405,7 +404,7 @@ def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingM
     lm = lm or load_lm(info["model_name"])
     body = top_layers_body(lm, info["top_layers"]) if info.get("top_layers") else None
     model = RatingModel(lm, info["head"], body=body)
-    model.load_state_dict(load_file(str(folder / "rating_model.safetensors")))
+    load_model(model, str(folder / "rating_model.safetensors"))
     return model
 
 

@@ -68,3 +68,25 @@ def build_prompts(processed, examples: pd.DataFrame,
         prompts.append(build_prompt(history, (titles[cand], genres[cand]), template,
                                     history_genres, extra))
     return prompts
+
+
+def average_lines(processed, examples: pd.DataFrame, item_word: str = "movie") -> list[str]:
+    """One extra prompt line per example stating the user's and the candidate's average rating,
+    from training ratings only. A training example's own rating is left out of both averages
+    (leave-one-out), so the line never contains its target."""
+    train = processed.train_ratings()
+    by_user = train.groupby("user_idx")["rating"].agg(["sum", "count"])
+    by_item = train.groupby("item_idx")["rating"].agg(["sum", "count"])
+    own = (examples["split"] == "train").to_numpy() * examples["rating"].to_numpy()
+    in_train = (examples["split"] == "train").to_numpy().astype(int)
+    u_sum = examples["user_idx"].map(by_user["sum"]).fillna(0).to_numpy() - own
+    u_n = examples["user_idx"].map(by_user["count"]).fillna(0).to_numpy() - in_train
+    i_sum = examples["item_idx"].map(by_item["sum"]).fillna(0).to_numpy() - own
+    i_n = examples["item_idx"].map(by_item["count"]).fillna(0).to_numpy() - in_train
+    lines = []
+    for us, un, its, inn in zip(u_sum, u_n, i_sum, i_n):
+        user = f"{us / un:.1f} over {int(un)} ratings" if un > 0 else "unknown"
+        item = f"{its / inn:.1f} over {int(inn)} ratings" if inn > 0 else "unknown (no ratings yet)"
+        lines.append(f"This user's average rating: {user}. "
+                     f"This {item_word}'s average rating by other users: {item}.")
+    return lines

@@ -146,10 +146,11 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
                        eval_batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
                        eval_points: int = 8, precision: str = "fp32", weight_decay: float = 0.0,
                        warmup_ratio: float = 0.05, save_checkpoints: bool = False,
-                       resume: bool = False):
+                       resume: bool = False, **extra_args):
     """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
     checkpoints and resume come from there. Returns the trainer and its log as a DataFrame
-    (step, loss, eval_loss). The same call runs under `accelerate launch` on several GPUs.
+    (step, loss, eval_loss). The same call runs under `accelerate launch` on several GPUs;
+    `extra_args` go to TrainingArguments (e.g. deepspeed="configs/deepspeed/zero3.json").
     """
     from transformers import Trainer, TrainingArguments
 
@@ -176,6 +177,7 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
         dataloader_num_workers=0,
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),
+        **extra_args,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
                       eval_dataset=eval_dataset, data_collator=collator)
@@ -198,3 +200,13 @@ def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = 
         preds.append(base.expected_rating(out))
         scores.append(out)
     return torch.cat(preds).numpy(), torch.cat(scores).numpy()
+
+
+def loss_curves(log: pd.DataFrame, label: str) -> pd.DataFrame:
+    """A Trainer log as plottable rows: step, curve ("<label>, training/validation"), value."""
+    train = log.dropna(subset=["loss"]) if "loss" in log else log.iloc[:0]
+    val = log.dropna(subset=["eval_loss"]) if "eval_loss" in log else log.iloc[:0]
+    return pd.concat([
+        pd.DataFrame({"step": train["step"], "curve": f"{label}, training", "value": train["loss"]}),
+        pd.DataFrame({"step": val["step"], "curve": f"{label}, validation", "value": val["eval_loss"]}),
+    ], ignore_index=True)

