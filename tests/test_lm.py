@@ -85,6 +85,19 @@ def test_cached_top_layers_equal_the_full_forward_with_padding(tiny, top):
     assert len(list(lm.model.base_model.layers)) == 4  # the original model is untouched
 
 
+def test_training_or_lora_on_top_layers_leaves_the_loaded_model_alone(tiny):
+    lm = tiny["tiny-llama"]
+    before = {n: p.clone() for n, p in lm.model.named_parameters()}
+    first = build_rating_model(lm, "regression", top_layers=2)
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)
+    build_rating_model(lm, "regression", top_layers=2, lora=True)  # peft injects in place
+    assert all(torch.equal(p, before[n]) and p.requires_grad for n, p in lm.model.named_parameters())
+    assert not any("lora" in n for n, _ in lm.model.named_modules())
+    assert all(p.requires_grad for p in first.parameters())
+
+
 def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
     lm = tiny["tiny-llama"]
     calls = []

@@ -39,11 +39,17 @@ def _inner(lm) -> nn.Module:
     return lm.model.base_model
 
 
-def _slice(inner: nn.Module, start: int, stop: int | None, keep_norm: bool) -> nn.Module:
-    """A shallow copy of the inner model that runs only layers[start:stop]."""
+def _slice(inner: nn.Module, start: int, stop: int | None, keep_norm: bool,
+           own_weights: bool = False) -> nn.Module:
+    """A shallow copy of the inner model that runs only layers[start:stop]. With `own_weights`
+    the layers and the norm are copies: training them (or wrapping them with LoRA, which peft
+    does in place) leaves the loaded model as it was."""
     part = copy.copy(inner)
     part._modules = dict(inner._modules)  # never touch the original's module registry
-    part.layers = nn.ModuleList(list(inner.layers)[start:stop])
+    layers = list(inner.layers)[start:stop]
+    part.layers = nn.ModuleList(copy.deepcopy(layers) if own_weights else layers)
+    if own_weights:
+        part.norm = copy.deepcopy(inner.norm)
     part.config = copy.deepcopy(inner.config)
     part.config.num_hidden_layers = len(part.layers)
     if getattr(part.config, "layer_types", None):  # e.g. sliding/full attention per layer
@@ -65,13 +71,15 @@ def check_top_layers(lm, top_layers: int) -> int:
 def bottom_layers(lm, top_layers: int) -> nn.Module:
     """The frozen part: embeddings and layers[:L]; returns the hidden state entering layer L."""
     split = check_top_layers(lm, top_layers)
-    return _slice(_inner(lm), 0, split, keep_norm=False).eval().requires_grad_(False)
+    return _slice(_inner(lm), 0, split, keep_norm=False).eval()  # run under no_grad
 
 
 def top_layers_body(lm, top_layers: int) -> nn.Module:
-    """The trained part: layers[L:] and the final norm, fed cached states as inputs_embeds."""
+    """The trained part: copies of layers[L:] and the final norm, fed cached states as
+    inputs_embeds. Each call gives fresh copies of the pretrained weights, so a zero-shot model,
+    a fine-tuned one and a LoRA variant never share (and never overwrite) each other's layers."""
     split = check_top_layers(lm, top_layers)
-    return _slice(_inner(lm), split, None, keep_norm=True)
+    return _slice(_inner(lm), split, None, keep_norm=True, own_weights=True)
 
 
 def _padded(encodings, idx, pad):
