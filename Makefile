@@ -46,8 +46,9 @@ figures: $(STAMP) models
 	$(PY) -m llmrec.course --preset laptop
 	$(PY) -m llmrec.figures --refresh
 
-bench: $(STAMP)
+bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/lm_training.py
 
 clean:
 	rm -rf runs results data/processed benchmarks/out

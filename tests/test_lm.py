@@ -220,3 +220,15 @@ def test_finetune_script_single_process_path(tmp_path):
     saved = json.loads((tmp_path / "ft" / "metrics.json").read_text())
     assert saved["args"]["model"] == "tiny-t5"
     assert (tmp_path / "ft" / "model" / "rating_model.safetensors").is_file()
+
+
+def test_trainer_restores_the_best_validation_weights(tmp_path, synthetic):
+    processed = build_processed(synthetic, history_len=2)
+    lm = load_lm("tiny-bert", seed=0)
+    train, val = (make_dataset(lm, processed, processed.split(s)) for s in ("train", "val"))
+    model = build_rating_model(lm, "regression", init_rating=3.0)
+    trainer, log = train_with_trainer(model, train, val, collator_for(lm), output_dir=tmp_path,
+                                      epochs=4, lr=5e-2, batch_size=8, seed=0, eval_points=6)
+    best = log["eval_loss"].min()
+    assert log["best_eval_loss"].dropna().item() == pytest.approx(best)
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(best, rel=1e-5)

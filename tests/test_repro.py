@@ -29,3 +29,14 @@ def test_mf_beats_the_global_average(laptop_run):
     assert table.loc["MF", "rmse"] < table.loc["global average", "rmse"]
     # and the bootstrap says it is not luck
     assert table.loc["MF", "rmse_high"] < table.loc["global average", "rmse"]
+
+
+def test_fine_tuned_regression_beats_zero_shot_and_the_global_average(laptop_run):
+    table = pd.read_csv(run_figures_dir("laptop") / "04_results.csv").set_index("method")
+    regression = table.loc["smollm2-135m fine-tuned regression", "rmse"]
+    assert regression < table.loc["smollm2-135m zero-shot", "rmse"]
+    assert regression < table.loc["global average", "rmse"]
+    # Whether it beats MF and Transformer+MLP is reported, not asserted: on a CPU budget it
+    # does not (README, notebook 04).
+    for other in ("MF", "Transformer+MLP"):
+        print(f"regression {regression:.4f} vs {other} {table.loc[other, 'rmse']:.4f}")

@@ -251,7 +251,8 @@ def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kw
 
     try:
         record = load_metrics("02_baselines", preset)
-        same = all(record["parameters"].get(k) == v for k, v in parameters.items())
+        recorded = dict(record["parameters"], SEED=record.get("seed"))
+        same = all(recorded.get(k) == v for k, v in parameters.items())
         if same and "table" in record["metrics"]:
             print("Baselines: read from notebook 02's results")
             return pd.DataFrame(record["metrics"]["table"])

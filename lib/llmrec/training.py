@@ -141,16 +141,44 @@ def pick_precision(preference: str, device: torch.device, model_type: str = "") 
     return preference
 
 
+def _best_on_validation_callback():
+    """Keep the trained weights of the evaluation with the lowest validation loss and restore them
+    when training ends: early stopping, as the baselines' loop does, without checkpoint files."""
+    from transformers import TrainerCallback
+
+    class BestOnValidation(TrainerCallback):
+        def __init__(self):
+            self.best, self.state = float("inf"), None
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is not None and loss < self.best and model is not None:
+                self.best = loss
+                self.state = {n: p.detach().clone() for n, p in model.named_parameters()
+                              if p.requires_grad}
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            if self.state is not None and model is not None:
+                with torch.no_grad():
+                    for n, p in model.named_parameters():
+                        if n in self.state:
+                            p.copy_(self.state[n])
+
+    return BestOnValidation()
+
+
 def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_dir,
                        epochs: float = 1.0, lr: float = 1e-4, batch_size: int = 16,
                        eval_batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
                        eval_points: int = 8, precision: str = "fp32", weight_decay: float = 0.0,
                        warmup_ratio: float = 0.05, save_checkpoints: bool = False,
-                       resume: bool = False, **extra_args):
+                       resume: bool = False, keep_best: bool = True, **extra_args):
     """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
     checkpoints and resume come from there. Returns the trainer and its log as a DataFrame
     (step, loss, eval_loss). The same call runs under `accelerate launch` on several GPUs;
     `extra_args` go to TrainingArguments (e.g. deepspeed="configs/deepspeed/zero3.json").
+    With `keep_best` (single process) the weights of the best validation loss are restored at
+    the end, like the early stopping of the baselines.
     """
     from transformers import Trainer, TrainingArguments
 
@@ -179,9 +207,13 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
         use_cpu=not torch.cuda.is_available(),
         **extra_args,
     )
+    callbacks = [_best_on_validation_callback()] if keep_best and args.world_size == 1 else []
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
-                      eval_dataset=eval_dataset, data_collator=collator)
+                      eval_dataset=eval_dataset, data_collator=collator, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=True if resume else None)
+    if callbacks and callbacks[0].state is not None:
+        trainer.state.log_history.append({"best_eval_loss": callbacks[0].best,
+                                          "step": trainer.state.global_step})
     log = pd.DataFrame(trainer.state.log_history)
     return trainer, log
 
