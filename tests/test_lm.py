@@ -6,9 +6,19 @@ import torch
 
 import llmrec.cache as cache_mod
 from llmrec.cache import cached_hidden, compute_hidden, top_layers_body
-from llmrec.lm import (RatingDataset, RatingModel, add_lora, build_rating_model, collator_for,
-                       encode, format_prompts, load_lm, load_rating_model, make_dataset,
-                       rating_token_ids, save_rating_model)
+from llmrec.lm import (
+    RatingDataset,
+    RatingModel,
+    build_rating_model,
+    collator_for,
+    encode,
+    format_prompts,
+    load_lm,
+    load_rating_model,
+    make_dataset,
+    rating_token_ids,
+    save_rating_model,
+)
 from llmrec.prompts import average_lines
 from llmrec.splits import build_processed
 from llmrec.training import pick_precision, predict_dataset, train_with_trainer

@@ -2,8 +2,7 @@ import importlib.util
 
 import pytest
 
-from llmrec.system import (check_requirements, locate_packaged_model, recommend_preset,
-                           system_report)
+from llmrec.system import check_requirements, locate_packaged_model, recommend_preset, system_report
 
 
 def test_missing_packaged_model_says_how_to_install_it(monkeypatch):

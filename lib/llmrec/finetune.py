@@ -24,8 +24,13 @@ from pathlib import Path
 from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
 from .metrics import rating_metrics
 from .splits import ensure_processed
-from .training import (pick_device, pick_precision, predict_dataset, seed_everything,
-                       train_with_trainer)
+from .training import (
+    pick_device,
+    pick_precision,
+    predict_dataset,
+    seed_everything,
+    train_with_trainer,
+)
 
 
 def parse_args(argv=None):

@@ -14,7 +14,6 @@ models (`tiny-t5`, `tiny-llama`, `tiny-bert`).
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -27,7 +26,7 @@ from torch import nn
 
 from .io import atomic_dir
 from .paths import repo_root
-from .system import PACKAGED_MODELS, install_command, locate_packaged_model
+from .system import PACKAGED_MODELS, locate_packaged_model
 
 FAMILIES = ("seq2seq", "causal", "encoder")
 SYSTEM_PROMPT = "You predict how users rate items, on a scale from 1 to 5."
@@ -89,8 +88,15 @@ def tokenizer_asset(name: str) -> Path:
 def _tiny(name: str, seed: int) -> LoadedLM:
     """Small random models of each family, built from a config (no download): the smoke preset's
     stand-ins, with the real tokenizers so token ids and prompt lengths are realistic."""
-    from transformers import (AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM,
-                              T5Config, T5ForConditionalGeneration)
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        BertModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
 
     torch.manual_seed(seed)
     if name == "tiny-t5":
@@ -132,7 +138,7 @@ def packaged_model_folder(alias: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"Converting {info['file']} to a transformers folder in {target} (once, ~30 s)…")
-    gguf = dict(gguf_file=info["file"])
+    gguf = {"gguf_file": info["file"]}
     tok = AutoTokenizer.from_pretrained(source, **gguf)
     loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
     fresh = AutoModelForCausalLM.from_config(loaded.config)
@@ -154,8 +160,13 @@ def _family_of(config) -> str:
 
 def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:
     """Load a model and its tokenizer by alias, hub id or local folder (see the module doc)."""
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM,
-                              AutoModelForSeq2SeqLM, AutoTokenizer)
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     if name in TINY_MODELS:
         return _tiny(name, seed)
@@ -406,11 +417,6 @@ def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingM
     model = RatingModel(lm, info["head"], body=body)
     load_model(model, str(folder / "rating_model.safetensors"))
     return model
-
-
-def clone_for_training(model: RatingModel) -> RatingModel:
-    """A deep copy, so that an untouched pretrained model stays available (for zero-shot)."""
-    return copy.deepcopy(model)
 
 
 # --------------------------------------------------------------------------- examples → inputs
