@@ -247,17 +247,12 @@ def run_baselines(processed: Processed, examples: pd.DataFrame, *, epochs: int =
 def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kwargs):
     """The baseline rows for the results table: read from notebook 02's record when it was run
     with the same data parameters, else computed now (about 2 minutes on the embedded data)."""
-    from .record import load_metrics
+    from .record import load_matching
 
-    try:
-        record = load_metrics("02_baselines", preset)
-        recorded = dict(record["parameters"], SEED=record.get("seed"))
-        same = all(recorded.get(k) == v for k, v in parameters.items())
-        if same and "table" in record["metrics"]:
-            print("Baselines: read from notebook 02's results")
-            return pd.DataFrame(record["metrics"]["table"])
-    except FileNotFoundError:
-        pass
+    record = load_matching("02_baselines", preset, parameters)
+    if record and "table" in record["metrics"]:
+        print("Baselines: read from notebook 02's results")
+        return pd.DataFrame(record["metrics"]["table"])
     print("Baselines: notebook 02 has not been run with these parameters; training them now")
     rows, _, _ = run_baselines(processed, processed.split("test"), **run_kwargs)
     return rows

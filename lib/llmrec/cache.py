@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .io import atomic_dir
+from .lm import pad_batch
 from .paths import processed_dir
 
 CACHE_FORMAT = 1
@@ -82,16 +83,6 @@ def top_layers_body(lm, top_layers: int) -> nn.Module:
     return _slice(_inner(lm), split, None, keep_norm=True, own_weights=True)
 
 
-def _padded(encodings, idx, pad):
-    longest = max(len(encodings[i]) for i in idx)
-    ids = torch.full((len(idx), longest), pad, dtype=torch.long)
-    mask = torch.zeros(len(idx), longest, dtype=torch.long)
-    for row, i in enumerate(idx):
-        ids[row, :len(encodings[i])] = torch.as_tensor(encodings[i])
-        mask[row, :len(encodings[i])] = 1
-    return ids, mask
-
-
 def choose_autocast(run, preference: str | bool = "auto") -> bool:
     """Whether to run in bf16 autocast on this CPU. "auto" times one batch both ways and keeps
     the faster: processors with native bf16 (AVX512-BF16, AMX) gain up to 2x, others lose."""
@@ -123,8 +114,9 @@ def compute_hidden(lm, top_layers: int, encodings: list[list[int]], batch_size: 
     batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
     def run(idx):
-        ids, mask = _padded(encodings, idx, pad)
-        return bottom(input_ids=ids.to(device), attention_mask=mask.to(device),
+        batch = pad_batch([{"input_ids": encodings[i]} for i in idx], pad)
+        return bottom(input_ids=batch["input_ids"].to(device),
+                      attention_mask=batch["attention_mask"].to(device),
                       use_cache=False).last_hidden_state
 
     use_bf16 = device.type == "cpu" and choose_autocast(

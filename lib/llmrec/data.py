@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -123,6 +124,12 @@ def embedded_dir() -> Path:
     return data_dir() / "movielens-small"
 
 
+def embedded_source_sha256() -> str:
+    """Identity of the embedded data (from checksums.json): what processed caches are keyed on."""
+    expected = json.loads((embedded_dir() / "checksums.json").read_text())
+    return _sha256_text("|".join(f"{k}:{v}" for k, v in sorted(expected.items())))
+
+
 def load_movielens_small() -> RatingData:
     """MovieLens ml-latest-small (2016), embedded in data/movielens-small/ (checked by sha256)."""
     folder = embedded_dir()
@@ -141,13 +148,11 @@ def load_movielens_small() -> RatingData:
     ratings = pd.read_csv(folder / "ratings.csv.gz").rename(
         columns={"userId": "user_id", "movieId": "item_id", "rating": "raw_rating"})
     items = pd.read_csv(folder / "movies.csv").rename(columns={"movieId": "item_id"})
-    digest = "|".join(f"{k}:{v}" for k, v in sorted(expected.items()))
     return _finish("movielens-small", ratings, items, "half_stars",
-                   _sha256_text(digest), {"licence": str(folder / "LICENSE.txt")})
+                   embedded_source_sha256(), {"licence": str(folder / "LICENSE.txt")})
 
 
 def _sha256_text(text: str) -> str:
-    import hashlib
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -64,11 +64,8 @@ def main(argv=None) -> dict:
     out = Path(args.output_dir)
     processed = ensure_processed(args.dataset, history_len=args.history_len,
                                  max_users=args.max_users, seed=args.seed)
-    train = processed.split("train")
-    if args.n_train:
-        train = train.sample(min(args.n_train, len(train)), random_state=args.seed)
-    val = processed.split("val")
-    val = val.sample(min(args.n_val, len(val)), random_state=args.seed)
+    train = processed.sample("train", args.n_train or None, args.seed)
+    val = processed.sample("val", args.n_val, args.seed)
     test = processed.split("test")
 
     device = pick_device("auto")

@@ -31,6 +31,11 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
     return out
 
 
+def versions_line(names) -> str:
+    """"python 3.11.7, torch 2.13.0, …": the line each notebook prints in its set-up."""
+    return ", ".join(f"{k} {v}" for k, v in package_versions(names).items())
+
+
 def git_commit() -> str | None:
     """The checkout's commit, with "-dirty" when tracked files have uncommitted changes."""
     try:
@@ -80,6 +85,17 @@ def load_metrics(notebook: str, preset: str) -> dict:
         raise FileNotFoundError(f"{path} does not exist: run the notebook first, e.g. "
                                 f"`python -m llmrec.course --preset {preset} --only {notebook[:2]}`")
     return json.loads(path.read_text())
+
+
+def load_matching(notebook: str, preset: str, parameters: dict) -> dict | None:
+    """The notebook's record if it ran with these parameter values (SEED is compared with the
+    record's seed), else None: lets a notebook reuse another's results only when they apply."""
+    try:
+        record = load_metrics(notebook, preset)
+    except FileNotFoundError:
+        return None
+    recorded = dict(record["parameters"], SEED=record.get("seed"))
+    return record if all(recorded.get(k) == v for k, v in parameters.items()) else None
 
 
 def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150) -> Path:

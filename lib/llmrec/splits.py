@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import RatingData, load_ratings
+from .data import RatingData, embedded_source_sha256, load_ratings
 from .io import atomic_dir, sha256_file
 from .paths import processed_dir
 
@@ -67,6 +67,11 @@ class Processed:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; use 'train', 'val' or 'test'")
         return self.examples[self.examples["split"] == name]
+
+    def sample(self, name: str, n: int | None, seed: int = 0) -> pd.DataFrame:
+        """A split, or a reproducible random sample of n of its examples (None: all of them)."""
+        df = self.split(name)
+        return df if n is None else df.sample(min(n, len(df)), random_state=seed)
 
     def train_ratings(self) -> pd.DataFrame:
         """Every training rating (including each user's first, which has no history)."""
@@ -244,8 +249,8 @@ def ensure_processed(dataset: str = "movielens-small", *, history_len: int = 5,
         cached = _read(folder, params)
         if cached is not None:
             data_sha = cached.manifest["source_sha256"]
-            # The embedded data is cheap to re-check; a changed source invalidates the cache.
-            if dataset != "movielens-small" or data_sha == load_ratings(dataset).source_sha256:
+            # A changed embedded data set invalidates the cache (checked without reloading it).
+            if dataset != "movielens-small" or data_sha == embedded_source_sha256():
                 if verbose:
                     print(f"Loaded processed split from {folder}")
                 return cached

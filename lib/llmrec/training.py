@@ -223,12 +223,12 @@ def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = 
     """Run `model` over a dataset; returns (expected ratings, raw scores) as NumPy arrays."""
     model.eval()
     device = next(model.parameters()).device
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft-wrapped
     preds, scores = [], []
     for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch.pop("labels", None)
         out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         preds.append(base.expected_rating(out))
         scores.append(out)
     return torch.cat(preds).numpy(), torch.cat(scores).numpy()
