@@ -184,12 +184,14 @@ def build_model(name: str, processed: Processed, params: dict | None = None,
 
 def fit_baseline(name: str, processed: Processed, config: TrainConfig,
                  model_params: dict | None = None,
-                 train_examples: pd.DataFrame | None = None) -> tuple[nn.Module, TrainResult]:
+                 train_examples: pd.DataFrame | None = None,
+                 val_examples: pd.DataFrame | None = None) -> tuple[nn.Module, TrainResult]:
     """Train one baseline and return it with its training history.
 
     MF and the MLP train on all training ratings; Transformer+MLP on training examples. Pass
     `train_examples` to train on a subset (the data-efficiency notebook does): MF and the MLP then
-    use those rows as their ratings, so every method sees the same data.
+    use those rows as their ratings, so every method sees the same data. Early stopping follows
+    the validation split, or `val_examples` (e.g. the sample a language model is validated on).
     """
     if train_examples is not None:
         train_df = train_examples
@@ -200,7 +202,8 @@ def fit_baseline(name: str, processed: Processed, config: TrainConfig,
     seed_everything(config.seed)
     model = build_model(name, processed, model_params, float(train_df["rating"].mean()))
     result = train_regressor(model, to_tensors(processed, train_df),
-                             to_tensors(processed, processed.split("val")),
+                             to_tensors(processed, processed.split("val") if val_examples is None
+                                        else val_examples),
                              replace(config), desc=name)
     return model, result
 

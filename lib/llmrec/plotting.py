@@ -63,3 +63,49 @@ def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_data_efficiency(points: pd.DataFrame, metrics=("rmse", "auc"), reference: dict | None = None,
+                         note: str = "", title: str = ""):
+    """The data-efficiency figure: one panel per metric, the metric against the fraction of
+    training data (log axis), one line per method with the mean over seeds and a band of ± one
+    standard deviation. `reference` maps a metric to (label, value): a dashed horizontal line."""
+    use_style()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4))
+    axes = [axes] if len(metrics) == 1 else axes
+    for ax, metric in zip(axes, metrics):
+        sns.lineplot(data=points, x="fraction", y=metric, hue="method", style="method",
+                     markers=True, dashes=False, errorbar="sd", ax=ax, legend=ax is axes[-1])
+        if reference and metric in reference:
+            label, value = reference[metric]
+            ax.axhline(value, color="0.2", linestyle="--", linewidth=1.2)
+            ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 4), fontsize=8, color="0.2")
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of the training examples (log scale)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    if axes[-1].get_legend() is not None:
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
+    if title:
+        fig.suptitle(title)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=8, color="0.3", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    return fig
+
+
+def plot_convergence(curves: pd.DataFrame, title: str = ""):
+    """Validation RMSE against the number of training examples seen (log axis), one line per
+    method: which one gets good sooner?"""
+    use_style()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    sns.lineplot(data=curves, x="examples_seen", y="val_rmse", hue="method", marker="o", ax=ax,
+                 errorbar=None)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples seen (log scale)")
+    ax.set_ylabel("validation RMSE")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
