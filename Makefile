@@ -49,6 +49,7 @@ figures: $(STAMP) models
 bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py
 	$(PY) benchmarks/lm_training.py
+	$(PY) benchmarks/data_efficiency.py
 
 clean:
 	rm -rf runs results data/processed benchmarks/out

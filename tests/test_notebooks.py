@@ -1,7 +1,8 @@
-"""Notebooks 00-04 through papermill with the smoke preset, then the files they wrote."""
+"""Notebooks 00-05 through papermill with the smoke preset, then the files they wrote."""
 
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -18,7 +19,8 @@ def smoke_run(tmp_path_factory):
     # the kernels inherit this: the run's caches stay out of the checkout, like every test's
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield run_course(PRESET, only=["00", "01", "02", "03", "04"])
+        shutil.rmtree(runs_dir(PRESET) / "05_points", ignore_errors=True)  # start 05 from scratch
+        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05"])
 
 
 def _finite(value):
@@ -34,7 +36,8 @@ def _finite(value):
 def test_every_notebook_ran_and_recorded(smoke_run):
     assert [p.name for p in smoke_run] == [
         "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb",
-        "03_flan_t5_classification.ipynb", "04_flan_t5_regression.ipynb"]
+        "03_flan_t5_classification.ipynb", "04_flan_t5_regression.ipynb",
+        "05_data_efficiency.ipynb"]
     for path in smoke_run:
         assert path.parent == runs_dir(PRESET)
         record = json.loads((results_dir(PRESET) / f"{path.stem}.json").read_text())
@@ -87,3 +90,35 @@ def test_language_model_notebooks(smoke_run):
         assert curves.value.notna().all()
     record = json.loads((results_dir(PRESET) / "04_flan_t5_regression.json").read_text())
     assert record["parameters"]["MODEL"] == "tiny-llama"
+
+
+def test_data_efficiency_notebook(smoke_run):
+    figures = run_figures_dir(PRESET)
+    for name in ("05_data_efficiency", "05_convergence"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000
+    points = pd.read_csv(figures / "05_data_efficiency.csv")
+    record = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())
+    params = record["parameters"]
+    fractions, seeds = params["FRACTIONS"], range(params["SEED"], params["SEED"] + params["N_SEEDS"])
+    expected = {(m, f, s) for m in params["BASELINES"] for f in fractions for s in seeds}
+    expected |= {(f"{m} regression", f, s) for m, limit in params["LM_MODELS"].items()
+                 for f in fractions if f <= limit for s in seeds}
+    rows = list(zip(points.method, points.fraction, points.seed))
+    assert len(rows) == len(set(rows)) and set(rows) == expected  # one row per point
+    assert points[["rmse", "mae", "auc", "seconds"]].notna().all().all()
+    sizes = points.groupby(["fraction", "seed"]).n_train.nunique()
+    assert (sizes == 1).all()  # every method got the same subset size at a (fraction, seed)
+    assert record["metrics"]["points_computed"] == len(expected)
+    assert len(record["metrics"]["statements"]) == len(set(points.method)) - 1
+    curves = pd.read_csv(figures / "05_convergence.csv")
+    assert curves.val_rmse.notna().all() and (curves.examples_seen > 0).all()
+
+
+def test_data_efficiency_rerun_reuses_every_point(smoke_run, monkeypatch, tmp_path):
+    before = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())["metrics"]
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
+    run_course(PRESET, only=["05"])
+    after = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())["metrics"]
+    assert after["points_computed"] == 0
+    assert after["points_reused"] == before["points_computed"]
+    assert after["points"] == before["points"]

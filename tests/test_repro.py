@@ -40,3 +40,22 @@ def test_fine_tuned_regression_beats_zero_shot_and_the_global_average(laptop_run
     # does not (README, notebook 04).
     for other in ("MF", "Transformer+MLP"):
         print(f"regression {regression:.4f} vs {other} {table.loc[other, 'rmse']:.4f}")
+
+
+def test_language_model_improves_with_data_and_the_match_is_stated(laptop_run):
+    import json
+
+    from llmrec.paths import results_dir
+
+    points = pd.read_csv(run_figures_dir("laptop") / "05_data_efficiency.csv")
+    metrics = json.loads((results_dir("laptop") / "05_data_efficiency.json").read_text())["metrics"]
+    mean = points.groupby(["method", "fraction"]).rmse.mean()
+    for method in {m for m in points.method if m.endswith(" regression")}:
+        curve = mean.loc[method]
+        # the RMSE at the largest fraction is below the smallest fraction's (the curve falls)
+        assert curve.iloc[-1] < curve.iloc[0], (method, curve.to_dict())
+        print(method, curve.round(4).to_dict())
+    # where (or that never) each method meets full-data MF is stated, not assumed
+    stated = "\n".join(metrics["statements"])
+    assert all(m in stated for m in set(points.method) - {"MF"})
+    print(stated)

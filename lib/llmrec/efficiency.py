@@ -19,8 +19,8 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ def check_fractions(fractions) -> list[float]:
 
 def subset_size(n: int, fraction: float) -> int:
     """How many of n examples a fraction means: round(f * n), at least 1."""
-    return max(1, min(n, int(round(fraction * n))))
+    return max(1, min(n, round(fraction * n)))
 
 
 def nested_subsets(examples: pd.DataFrame, fractions, seed: int) -> dict[float, pd.DataFrame]:
