@@ -11,7 +11,9 @@ tests check that a cached forward equals the full forward.
 
 Implemented for decoder-only (Llama-family) models, whose inner model accepts `inputs_embeds`:
 the "bottom" is the inner model cut after layer L with its final norm removed; the "top" is the
-inner model with only the layers from L on, fed the cached states as `inputs_embeds`.
+inner model with only the layers from L on, fed the cached states as `inputs_embeds`. For
+BERT-like encoders (ONCE's BERT rows, notebook 06) the bottom is the model with only its first L
+layers, and the top runs layers L.. with the same bidirectional attention mask.
 """
 
 from __future__ import annotations
@@ -34,10 +36,56 @@ CACHE_FORMAT = 1
 
 
 def _inner(lm) -> nn.Module:
-    if lm.family != "causal":
-        raise ValueError(f"layer caching needs a decoder-only model; {lm.name!r} is {lm.family}. "
-                         "Use full fine-tuning or LoRA for it instead.")
+    if lm.family not in ("causal", "encoder"):
+        raise ValueError(f"layer caching needs a decoder-only or encoder model; {lm.name!r} is "
+                         f"{lm.family}. Use full fine-tuning or LoRA for it instead.")
     return lm.model.base_model
+
+
+def _encoder_layers(lm) -> nn.ModuleList:
+    inner = _inner(lm)
+    if not hasattr(getattr(inner, "encoder", None), "layer"):
+        raise ValueError(f"{lm.name!r} ({lm.model_type}) is not a BERT-like encoder "
+                         "(model.encoder.layer); layer caching is not implemented for it")
+    return inner.encoder.layer
+
+
+class EncoderBottom(nn.Module):
+    """A BERT-like encoder's embeddings and first `split` layers (shares the loaded weights)."""
+
+    def __init__(self, lm, split: int):
+        super().__init__()
+        self.inner = copy.copy(_inner(lm))
+        self.inner._modules = dict(self.inner._modules)
+        encoder = copy.copy(self.inner.encoder)
+        encoder._modules = dict(encoder._modules)
+        encoder.layer = nn.ModuleList(list(_encoder_layers(lm))[:split])
+        self.inner.encoder = encoder
+        self.inner.pooler = None
+
+    def forward(self, input_ids, attention_mask, **kwargs):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+
+class EncoderTop(nn.Module):
+    """Copies of a BERT-like encoder's layers from `split` on, fed cached hidden states with the
+    model's own bidirectional attention mask. With no layers (k = 0) it returns its input."""
+
+    def __init__(self, lm, split: int):
+        super().__init__()
+        self.config = copy.deepcopy(lm.model.config)
+        self.layer = nn.ModuleList(copy.deepcopy(list(_encoder_layers(lm))[split:]))
+
+    def forward(self, inputs_embeds, attention_mask, **kwargs):
+        from transformers.masking_utils import create_bidirectional_mask
+        from transformers.modeling_outputs import BaseModelOutput
+
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=inputs_embeds,
+                                         attention_mask=attention_mask)
+        hidden = inputs_embeds
+        for layer in self.layer:
+            hidden = layer(hidden, mask)
+        return BaseModelOutput(last_hidden_state=hidden)
 
 
 def _slice(inner: nn.Module, start: int, stop: int | None, keep_norm: bool,
@@ -72,6 +120,8 @@ def check_top_layers(lm, top_layers: int) -> int:
 def bottom_layers(lm, top_layers: int) -> nn.Module:
     """The frozen part: embeddings and layers[:L]; returns the hidden state entering layer L."""
     split = check_top_layers(lm, top_layers)
+    if lm.family == "encoder":
+        return EncoderBottom(lm, split).eval()
     return _slice(_inner(lm), 0, split, keep_norm=False).eval()  # run under no_grad
 
 
@@ -80,6 +130,8 @@ def top_layers_body(lm, top_layers: int) -> nn.Module:
     inputs_embeds. Each call gives fresh copies of the pretrained weights, so a zero-shot model,
     a fine-tuned one and a LoRA variant never share (and never overwrite) each other's layers."""
     split = check_top_layers(lm, top_layers)
+    if lm.family == "encoder":
+        return EncoderTop(lm, split)
     return _slice(_inner(lm), split, None, keep_norm=True, own_weights=True)
 
 

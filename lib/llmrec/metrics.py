@@ -2,6 +2,9 @@
 
 - RMSE and MAE of the predicted rating against the true class 1–5; predictions are clipped to
   [1, 5] first, since every method is scored on that scale.
+- For click prediction (ONCE, notebook 06), ranking metrics per impression, averaged over
+  impressions as in the MIND evaluation: AUC, MRR (mean of 1/rank of each clicked item, divided
+  by the number of clicked items) and nDCG@k (binary gains).
 - ROC-AUC as Kang et al. use it for a classifier: the binary label is "the user liked it",
   rating >= 4 (LIKE_THRESHOLD), and the score is the predicted rating (for a classifier, the
   expected rating or the probability of 4–5 — both rank alike up to ties). A constant predictor
@@ -11,7 +14,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import mean_absolute_error, mean_squared_error, roc_auc_score
+from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score, roc_auc_score
 
 LIKE_THRESHOLD = 4
 
@@ -75,3 +78,42 @@ def bootstrap_interval(y_true, y_pred, metric=rmse, *, baseline=None, n_boot: in
     alpha = (1 - level) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+# --------------------------------------------------------------------------- click ranking
+
+
+def mrr(labels, scores) -> float:
+    """MIND's MRR of one impression: the mean over clicked items of 1 / their rank."""
+    labels, scores = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="stable")
+    ranked = labels[order]
+    return float((ranked / np.arange(1, len(ranked) + 1)).sum() / ranked.sum())
+
+
+def ndcg(labels, scores, k: int) -> float:
+    """nDCG@k of one impression with binary gains (sklearn's ndcg_score)."""
+    return float(ndcg_score([np.asarray(labels, dtype=float)], [np.asarray(scores, dtype=float)],
+                            k=k))
+
+
+def impression_metrics(labels: list, scores: list, ks=(5, 10)) -> dict[str, float]:
+    """AUC, MRR and nDCG@k averaged over impressions (lists of per-impression arrays). Every
+    impression needs a clicked and an unclicked candidate; scores must be finite."""
+    if len(labels) != len(scores) or not labels:
+        raise ValueError("labels and scores must be non-empty lists of the same length")
+    rows = []
+    for i, (y, s) in enumerate(zip(labels, scores)):
+        if y is None:
+            raise ValueError(f"impression {i} is unlabeled (the official MIND test set has no "
+                             "labels); score the dev set instead")
+        y, s = np.asarray(y, dtype=float), np.asarray(s, dtype=float)
+        if y.shape != s.shape:
+            raise ValueError(f"impression {i}: {len(y)} labels but {len(s)} scores")
+        if not np.isfinite(s).all():
+            raise ValueError(f"impression {i}: scores contain NaN or infinity")
+        if y.min() == y.max():
+            raise ValueError(f"impression {i}: needs a clicked and an unclicked candidate")
+        rows.append([roc_auc_score(y, s), mrr(y, s)] + [ndcg(y, s, k) for k in ks])
+    mean = np.asarray(rows).mean(axis=0)
+    return dict(zip(["auc", "mrr"] + [f"ndcg@{k}" for k in ks], map(float, mean)))

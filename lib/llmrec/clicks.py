@@ -1,0 +1,417 @@
+"""Click data for content-based recommendation (ONCE/DIRE, notebook 06).
+
+One shape for every source: a table of items with text fields, and a table of impressions —
+a user's history (item ids clicked before, oldest first), the candidates shown, and which were
+clicked (labels; None for the unlabeled official MIND test set).
+
+- MIND: the official news.tsv / behaviors.tsv (format below), from local folders or downloaded
+  from a configured URL.
+- Goodreads: a books table (book_id, title, description, …) and an interactions table
+  (user_id, book_id, rating, timestamp), turned into a click task like MovieLens.
+- MovieLens (the embedded default): movies with title, year and genres; see `click_task`.
+
+`click_task` turns ratings into impressions without looking into the future: per user, in time
+order, each liked item (rating >= `like`) is one impression whose history is the items the user
+liked strictly *before* it; the negatives are items that already existed then (someone had rated
+them earlier) and that this user never rated. The user's last impression is the test impression,
+the one before it the validation one, the earlier ones are for training.
+
+Unknown item ids in MIND impressions or histories (an id missing from news.tsv) are skipped and
+counted in `ClickData.skipped`; an impression left without a clicked and an unclicked candidate is
+dropped (counted too). A malformed line is refused with its file and line number.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import sha256_file
+
+MIND_NEWS_COLUMNS = ["news_id", "category", "subcategory", "title", "abstract", "url",
+                     "title_entities", "abstract_entities"]
+MIND_BEHAVIOR_COLUMNS = ["impression_id", "user_id", "time", "history", "impressions"]
+# The official MIND archives (Microsoft News Dataset; see its licence before downloading).
+MIND_URLS = {
+    "small-train": "https://mind201910small.blob.core.windows.net/release/MINDsmall_train.zip",
+    "small-dev": "https://mind201910small.blob.core.windows.net/release/MINDsmall_dev.zip",
+}
+
+
+@dataclass
+class ClickData:
+    """items: item_id (str) + text fields; impressions: impression_id, user_id, split,
+    history (list of item ids, oldest first), candidates (list), labels (list of 0/1, or None)."""
+
+    name: str
+    label: str  # what an item is, for the natural concator: "news article", "movie", "book"
+    fields: list[str]  # the text fields of an item, in the order the concator writes them
+    items: pd.DataFrame
+    impressions: pd.DataFrame
+    skipped: dict = field(default_factory=dict)
+    source: str = ""  # a checksum of the source data (for cache manifests)
+
+    def split(self, name: str) -> pd.DataFrame:
+        return self.impressions[self.impressions["split"] == name]
+
+    def __repr__(self) -> str:
+        counts = self.impressions["split"].value_counts().to_dict()
+        return (f"ClickData({self.name}: {len(self.items):,} items, "
+                f"{self.impressions.user_id.nunique():,} users, impressions "
+                + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+                + (f"; skipped {self.skipped}" if any(self.skipped.values()) else "") + ")")
+
+
+# --------------------------------------------------------------------------- MIND
+
+
+class MalformedLine(ValueError):
+    pass
+
+
+def _lines(path: Path):
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if line:
+                yield number, line
+
+
+def read_mind_news(path: str | Path) -> pd.DataFrame:
+    """news.tsv: 8 tab-separated columns, no header. Missing abstracts become ""; the entity
+    columns (JSON lists) are parsed, an empty one becomes []."""
+    path = Path(path)
+    rows = []
+    for number, line in _lines(path):
+        parts = line.split("\t")
+        if len(parts) != len(MIND_NEWS_COLUMNS):
+            raise MalformedLine(f"{path}, line {number}: expected {len(MIND_NEWS_COLUMNS)} "
+                                f"tab-separated columns ({', '.join(MIND_NEWS_COLUMNS)}), found "
+                                f"{len(parts)}")
+        row = dict(zip(MIND_NEWS_COLUMNS, parts))
+        for col in ("title_entities", "abstract_entities"):
+            try:
+                row[col] = json.loads(row[col]) if row[col].strip() else []
+            except json.JSONDecodeError as e:
+                raise MalformedLine(f"{path}, line {number}: {col} is not JSON ({e})") from None
+        rows.append(row)
+    news = pd.DataFrame(rows, columns=MIND_NEWS_COLUMNS)
+    if news["news_id"].duplicated().any():
+        dup = news.loc[news["news_id"].duplicated(), "news_id"].iloc[0]
+        raise MalformedLine(f"{path}: news id {dup!r} appears twice")
+    return news.rename(columns={"news_id": "item_id"})
+
+
+def read_mind_behaviors(path: str | Path) -> pd.DataFrame:
+    """behaviors.tsv: impression_id, user_id, time, history (space-separated ids, may be empty),
+    impressions (space-separated `id-label`, or bare ids in the unlabeled test split)."""
+    path = Path(path)
+    rows = []
+    for number, line in _lines(path):
+        parts = line.split("\t")
+        if len(parts) != len(MIND_BEHAVIOR_COLUMNS):
+            raise MalformedLine(f"{path}, line {number}: expected {len(MIND_BEHAVIOR_COLUMNS)} "
+                                f"tab-separated columns ({', '.join(MIND_BEHAVIOR_COLUMNS)}), "
+                                f"found {len(parts)}")
+        impression_id, user_id, time, history, shown = parts
+        tokens = shown.split()
+        if not tokens:
+            raise MalformedLine(f"{path}, line {number}: the impression shows no news")
+        labelled = ["-" in t for t in tokens]
+        if any(labelled) and not all(labelled):
+            raise MalformedLine(f"{path}, line {number}: some candidates have a label and some "
+                                "do not")
+        candidates, labels = [], None
+        if all(labelled):
+            labels = []
+            for t in tokens:
+                news_id, _, label = t.rpartition("-")
+                if label not in ("0", "1"):
+                    raise MalformedLine(f"{path}, line {number}: candidate {t!r} must end in -0 "
+                                        "or -1")
+                candidates.append(news_id)
+                labels.append(int(label))
+        else:
+            candidates = tokens
+        rows.append({"impression_id": impression_id, "user_id": user_id,
+                     "time": pd.to_datetime(time, format="%m/%d/%Y %I:%M:%S %p", errors="coerce"),
+                     "history": history.split(), "candidates": candidates, "labels": labels})
+        if pd.isna(rows[-1]["time"]):
+            raise MalformedLine(f"{path}, line {number}: time {time!r} is not like "
+                                "'11/15/2019 8:55:22 AM'")
+    return pd.DataFrame(rows)
+
+
+def _drop_unknown(impressions: pd.DataFrame, known: set) -> tuple[pd.DataFrame, dict]:
+    skipped = {"unknown_history_ids": 0, "unknown_candidate_ids": 0, "impressions_dropped": 0}
+    rows = []
+    for row in impressions.to_dict("records"):
+        history = [i for i in row["history"] if i in known]
+        skipped["unknown_history_ids"] += len(row["history"]) - len(history)
+        keep = [k for k, i in enumerate(row["candidates"]) if i in known]
+        skipped["unknown_candidate_ids"] += len(row["candidates"]) - len(keep)
+        labels = None if row["labels"] is None else [row["labels"][k] for k in keep]
+        if not keep or (labels is not None and len(set(labels)) < 2):
+            skipped["impressions_dropped"] += 1
+            continue
+        rows.append({**row, "history": history, "candidates": [row["candidates"][k] for k in keep],
+                     "labels": labels})
+    return pd.DataFrame(rows, columns=impressions.columns), skipped
+
+
+def load_mind(folders: dict[str, str | Path], name: str = "mind") -> ClickData:
+    """MIND from unpacked official folders, e.g. {"train": "MINDsmall_train", "val":
+    "MINDsmall_dev"} (each holds news.tsv and behaviors.tsv; a "test" split may be unlabeled).
+    The news tables are merged; unknown ids are skipped and counted (module docstring)."""
+    if not folders:
+        raise ValueError("load_mind needs at least one folder, e.g. {'train': 'MINDsmall_train'}")
+    news, behaviors, digests = [], [], []
+    for split, folder in folders.items():
+        folder = Path(folder)
+        for f in ("news.tsv", "behaviors.tsv"):
+            if not (folder / f).is_file():
+                raise FileNotFoundError(f"{folder / f} not found: a MIND folder holds news.tsv "
+                                        "and behaviors.tsv (unpack the official zip there, or "
+                                        "use download_mind)")
+            digests.append(sha256_file(folder / f))
+        news.append(read_mind_news(folder / "news.tsv"))
+        behaviors.append(read_mind_behaviors(folder / "behaviors.tsv").assign(split=split))
+    items = pd.concat(news).drop_duplicates("item_id").reset_index(drop=True)
+    impressions, skipped = _drop_unknown(pd.concat(behaviors, ignore_index=True),
+                                         set(items["item_id"]))
+    return ClickData(name, "news article", ["title", "abstract", "category", "subcategory"],
+                     items, impressions, skipped, source="-".join(d[:12] for d in digests))
+
+
+def download_mind(which: str = "small-train", url: str | None = None,
+                  folder: str | Path | None = None) -> Path:
+    """Download and unpack an official MIND archive (`which` names one of MIND_URLS, or give
+    `url`) into folder (default: <data cache>/raw/mind/<which>); returns the unpacked folder."""
+    from .data import _download_url
+    from .paths import raw_dir
+
+    url = url or MIND_URLS.get(which)
+    if url is None:
+        raise ValueError(f"unknown MIND archive {which!r}; choose one of {sorted(MIND_URLS)} or "
+                         "pass url=")
+    target = Path(folder) if folder else raw_dir() / "mind" / which
+    if (target / "behaviors.tsv").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = target.with_suffix(".zip")
+    if not archive.is_file():
+        _download_url(url, archive)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(target)
+    except zipfile.BadZipFile:
+        archive.unlink()
+        raise ValueError(f"{archive} is not a valid zip (a partial download?); it was deleted, "
+                         "run again to download it anew") from None
+    return target
+
+
+# --------------------------------------------------------------------------- ratings -> clicks
+
+
+def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: str,
+               fields: list[str], like: float = 4, history_len: int = 10, min_history: int = 3,
+               negatives: int = 4, eval_negatives: int = 9, max_train_per_user: int | None = None,
+               seed: int = 0, source: str = "") -> ClickData:
+    """Impressions from ratings (columns user_id, item_id, rating, timestamp), as described in the
+    module docstring. Training impressions show 1 + `negatives` candidates, validation and test
+    ones 1 + `eval_negatives`. `max_train_per_user` keeps each user's latest training ones."""
+    need = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
+    if need:
+        raise ValueError(f"ratings lack the column(s) {sorted(need)}")
+    rng = np.random.default_rng(seed)
+    r = ratings.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    first_seen = r.groupby("item_id")["timestamp"].min().sort_values(kind="stable")
+    catalogue, catalogue_t = first_seen.index.to_numpy(), first_seen.to_numpy()
+    rows = []
+    for user, g in r.groupby("user_id", sort=True):
+        rated = set(g["item_id"])
+        rated_since = np.sort(first_seen.loc[list(rated)].to_numpy())  # when each rated item appeared
+        liked = g[g["rating"] >= like]
+        l_items, l_times = liked["item_id"].to_numpy(), liked["timestamp"].to_numpy()
+        user_rows = []
+        for j in range(len(liked)):
+            history = l_items[:j][l_times[:j] < l_times[j]][-history_len:]  # strictly earlier
+            if len(history) < min_history:
+                continue
+            user_rows.append((j, list(history)))
+        for k, (j, history) in enumerate(user_rows):
+            from_end = len(user_rows) - k
+            split = "test" if from_end == 1 else "val" if from_end == 2 else "train"
+            if split == "train" and max_train_per_user and from_end - 2 > max_train_per_user:
+                continue
+            n_neg = negatives if split == "train" else eval_negatives
+            existing = int(np.searchsorted(catalogue_t, l_times[j], side="left"))  # seen before t
+            pool_size = existing - int(np.searchsorted(rated_since, l_times[j], side="left"))
+            if pool_size < n_neg:
+                continue  # too early in the data for enough negatives
+            negs: list = []
+            while len(negs) < n_neg:
+                cand = catalogue[rng.integers(0, existing, size=2 * n_neg)]
+                negs += [c for c in cand if c not in rated and c not in negs][:n_neg - len(negs)]
+            rows.append({"impression_id": f"{user}-{j}", "user_id": user, "split": split,
+                         "time": l_times[j], "history": [str(i) for i in history],
+                         "candidates": [str(l_items[j])] + [str(i) for i in negs],
+                         "labels": [1] + [0] * n_neg})
+    if not rows:
+        raise ValueError(f"{name}: no impressions could be built (min_history={min_history}, "
+                         f"like={like}); lower min_history or use more data")
+    items = items.assign(item_id=items["item_id"].astype(str))
+    return ClickData(name, label, fields, items.reset_index(drop=True), pd.DataFrame(rows),
+                     source=source)
+
+
+def movielens_clicks(dataset: str = "movielens-small", *, min_item_ratings: int = 10,
+                     max_users: int | None = None, seed: int = 0, **kwargs) -> ClickData:
+    """The embedded MovieLens data as a click task (movie: title, year, genres). Movies with
+    fewer than `min_item_ratings` ratings are left out (rare ones carry little signal and make
+    the item catalogue, hence the layer cache, larger); `max_users` keeps a seeded sample of
+    users (smoke preset)."""
+    from .data import load_ratings
+
+    data = load_ratings(dataset)
+    counts = data.ratings["item_id"].value_counts()
+    keep = set(counts[counts >= min_item_ratings].index)
+    ratings = data.ratings[data.ratings["item_id"].isin(keep)]
+    if max_users:
+        users = ratings["user_id"].drop_duplicates().sample(
+            min(max_users, ratings["user_id"].nunique()), random_state=seed)
+        ratings = ratings[ratings["user_id"].isin(set(users))]
+    items = data.items[data.items["item_id"].isin(keep)].copy()
+    items["genres"] = items["genres"].str.replace("|", ", ", regex=False)
+    items["year"] = items["year"].astype("Int64").astype(str).replace("<NA>", "")
+    return click_task(ratings, items, name=dataset, label="movie",
+                      fields=["title", "year", "genres"],
+                      source=f"{data.source_sha256[:16]}-min{min_item_ratings}-u{max_users}",
+                      seed=seed, **kwargs)
+
+
+def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> ClickData:
+    """Goodreads: `books` (CSV or JSON lines: book_id, title, description[, authors]) and
+    `interactions` (CSV or JSON lines: user_id, book_id, rating, and a time column —
+    timestamp, date_updated or date_added), as a click task like MovieLens."""
+    books_df, inter = _read_table(books), _read_table(interactions)
+    missing = {"book_id", "title", "description"} - set(books_df.columns)
+    if missing:
+        raise ValueError(f"{books}: the books table lacks {sorted(missing)}")
+    time_col = next((c for c in ("timestamp", "date_updated", "date_added") if c in inter), None)
+    missing = {"user_id", "book_id", "rating"} - set(inter.columns)
+    if missing or time_col is None:
+        raise ValueError(f"{interactions}: the interactions table lacks "
+                         f"{sorted(missing) or ['a time column (timestamp/date_updated/date_added)']}")
+    times = inter[time_col]
+    if not pd.api.types.is_numeric_dtype(times):
+        times = pd.to_datetime(times, utc=True, format="mixed").astype("int64") // 10**9
+    ratings = pd.DataFrame({"user_id": inter["user_id"].astype(str),
+                            "item_id": inter["book_id"].astype(str),
+                            "rating": pd.to_numeric(inter["rating"]), "timestamp": times})
+    ratings = ratings[ratings["item_id"].isin(set(books_df["book_id"].astype(str)))]
+    items = books_df.rename(columns={"book_id": "item_id"}).assign(
+        description=lambda d: d["description"].fillna("").astype(str))
+    digest = "-".join(sha256_file(p)[:12] for p in (books, interactions))
+    return click_task(ratings, items, name="goodreads", label="book",
+                      fields=["title", "description"], source=digest, **kwargs)
+
+
+def _read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    if path.suffix in (".json", ".jsonl") or path.name.endswith(".json.gz"):
+        return pd.read_json(path, lines=True)
+    return pd.read_csv(path)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def natural_concator(item: dict, label: str, fields: list[str], max_chars: int = 400) -> str:
+    """ONCE's natural concator: the kind of item, then each field introduced by its name.
+
+    >>> natural_concator({"title": "Heat", "year": "1995", "genres": "Action, Crime"}, "movie",
+    ...                  ["title", "year", "genres"])
+    'movie: title: Heat; year: 1995; genres: Action, Crime'
+    Empty fields are left out; a long field is cut at `max_chars`."""
+    parts = []
+    for f in fields:
+        value = item.get(f)
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue
+        value = " ".join(str(value).split())[:max_chars]
+        if value:
+            parts.append(f"{f}: {value}")
+    return f"{label}: " + "; ".join(parts)
+
+
+def item_texts(data: ClickData, max_chars: int = 400) -> dict[str, str]:
+    """{item_id: concatenated text} for every item."""
+    return {row["item_id"]: natural_concator(row, data.label, data.fields, max_chars)
+            for row in data.items.to_dict("records")}
+
+
+# --------------------------------------------------------------------------- training rows
+
+
+def training_samples(impressions: pd.DataFrame, negatives: int = 4, seed: int = 0) -> pd.DataFrame:
+    """One row per clicked candidate: it first, then `negatives` unclicked candidates of the same
+    impression (drawn with replacement when the impression shows fewer) — the paper's "4
+    negatives per positive". Rows already shaped that way come out unchanged."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for row in impressions.to_dict("records"):
+        labels, cands = row["labels"], row["candidates"]
+        if labels is None:
+            raise ValueError(f"impression {row['impression_id']} has no labels (an official "
+                             "test impression); it cannot be trained on")
+        pos = [c for c, y in zip(cands, labels) if y == 1]
+        neg = [c for c, y in zip(cands, labels) if y == 0]
+        if not pos or not neg:
+            continue
+        for k, p in enumerate(pos):
+            if len(pos) == 1 and len(neg) == negatives and labels[0] == 1:
+                picked = neg
+            else:
+                picked = list(rng.choice(neg, negatives, replace=len(neg) < negatives))
+            rows.append({**row, "impression_id": f"{row['impression_id']}-{k}",
+                         "candidates": [p] + [str(c) for c in picked],
+                         "labels": [1] + [0] * negatives})
+    return pd.DataFrame(rows, columns=impressions.columns)
+
+
+def with_splits(data: ClickData, n_val: int = 1000, seed: int = 0) -> ClickData:
+    """Make sure there are train, val and test impressions: without a "val" split, `n_val`
+    training impressions (a seeded sample) become validation ones; without a "test" split the
+    validation impressions are the test set (MIND's dev set is its usual test set)."""
+    imp = data.impressions.copy()
+    splits = set(imp["split"])
+    if "train" not in splits:
+        raise ValueError(f"{data.name}: no training impressions (splits: {sorted(splits)})")
+    if "val" not in splits:
+        train = imp.index[imp["split"] == "train"]
+        chosen = np.random.default_rng(seed).choice(train, min(n_val, len(train) // 10 or 1),
+                                                    replace=False)
+        imp.loc[chosen, "split"] = "val"
+    if "test" not in splits:
+        imp = pd.concat([imp, imp[imp["split"] == "val"].assign(split="test")], ignore_index=True)
+    return ClickData(data.name, data.label, data.fields, data.items, imp, data.skipped,
+                     data.source)
+
+
+def restrict_items(data: ClickData, *impressions: pd.DataFrame) -> ClickData:
+    """Only the items these impressions mention (in histories or candidates): the catalogue a
+    content encoder has to encode, and so the size of the layer cache."""
+    used = {i for imp in impressions for col in ("history", "candidates") for ids in imp[col]
+            for i in ids}
+    items = data.items[data.items["item_id"].isin(used)].reset_index(drop=True)
+    return ClickData(data.name, data.label, data.fields, items, data.impressions, data.skipped,
+                     data.source)

@@ -1,0 +1,213 @@
+"""Click data for notebook 06: MIND and Goodreads loaders, the MovieLens click task, the concator,
+and the ranking metrics."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmrec.clicks import (
+    MalformedLine,
+    click_task,
+    load_goodreads,
+    load_mind,
+    natural_concator,
+    read_mind_behaviors,
+    restrict_items,
+    training_samples,
+    with_splits,
+)
+from llmrec.metrics import impression_metrics, mrr, ndcg
+
+from conftest import FIXTURES
+
+MIND = FIXTURES / "mind"
+
+
+# --------------------------------------------------------------------------- MIND
+
+
+def test_mind_loader_on_the_fixture():
+    data = load_mind({"train": MIND / "train", "test": MIND / "test"})
+    assert data.label == "news article"
+    items = data.items.set_index("item_id")
+    assert len(items) == 6  # N1-N5 and N6 of the test folder, N1-N3 not repeated
+    assert items.loc["N2", "abstract"] == ""  # missing abstract
+    assert items.loc["N1", "title_entities"][0]["WikidataId"] == "Q221626"  # parsed JSON
+    assert items.loc["N3", "title_entities"] == [] and items.loc["N2", "abstract_entities"] == []
+    imp = data.impressions.set_index("impression_id")
+    assert imp.loc["2", "history"] == []  # empty history
+    assert imp.loc["2", "labels"] == [0, 1, 1, 0]
+    assert imp.loc["1", "time"] == pd.Timestamp("2019-11-11 09:05:58")
+    # unknown ids are skipped and counted; impression 4 lost its only click and was dropped
+    assert imp.loc["3", "history"] == ["N1"] and imp.loc["3", "candidates"] == ["N2", "N4"]
+    assert "4" not in imp.index
+    assert data.skipped == {"unknown_history_ids": 1, "unknown_candidate_ids": 2,
+                            "impressions_dropped": 1}
+    # the official test split is unlabeled
+    assert imp.loc["5", "labels"] is None and imp.loc["5", "split"] == "test"
+    assert "skipped" in repr(data)
+
+
+def test_mind_training_samples_one_per_click_with_four_negatives():
+    data = load_mind({"train": MIND / "train"})
+    samples = training_samples(data.split("train"), negatives=4, seed=0)
+    assert len(samples) == 1 + 2 + 1  # impression 2 has two clicks
+    for row in samples.itertuples():
+        assert row.labels == [1, 0, 0, 0, 0] and len(row.candidates) == 5
+    two = samples[samples.impression_id.str.startswith("2-")]
+    assert sorted(c[0] for c in two.candidates) == ["N3", "N4"]
+    assert all(set(c[1:]) <= {"N1", "N5"} for c in two.candidates)  # negatives of its impression
+    with pytest.raises(ValueError, match="no labels"):
+        training_samples(load_mind({"test": MIND / "test"}).impressions)
+
+
+def test_with_splits_carves_validation_and_reuses_it_as_test():
+    data = with_splits(load_mind({"train": MIND / "train"}), n_val=1, seed=0)
+    counts = data.impressions.split.value_counts().to_dict()
+    assert counts == {"train": 2, "val": 1, "test": 1}
+    assert data.split("val").impression_id.tolist() == data.split("test").impression_id.tolist()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("1\tU1\t11/11/2019 9:05:58 AM\tN1", "expected 5 tab-separated columns"),
+    ("1\tU1\t11/11/2019 9:05:58 AM\tN1\tN2-1 N3", "some candidates have a label"),
+    ("1\tU1\t11/11/2019 9:05:58 AM\tN1\tN2-2", "must end in -0 or -1"),
+    ("1\tU1\tyesterday\tN1\tN2-1", "is not like"),
+    ("1\tU1\t11/11/2019 9:05:58 AM\tN1\t ", "shows no news"),
+])
+def test_a_malformed_behaviors_line_is_refused_with_its_line_number(tmp_path, line, message):
+    path = tmp_path / "behaviors.tsv"
+    path.write_text("1\tU1\t11/11/2019 9:05:58 AM\t\tN1-1 N2-0\n" + line + "\n")
+    with pytest.raises(MalformedLine, match=f"line 2: .*{message}"):
+        read_mind_behaviors(path)
+
+
+def test_missing_mind_files_and_bad_news_lines(tmp_path):
+    with pytest.raises(FileNotFoundError, match="news.tsv"):
+        load_mind({"train": tmp_path})
+    (tmp_path / "news.tsv").write_text("N1\tsports\tnfl\tTitle\n")
+    (tmp_path / "behaviors.tsv").write_text("")
+    with pytest.raises(MalformedLine, match="line 1: expected 8"):
+        load_mind({"train": tmp_path})
+
+
+# --------------------------------------------------------------------------- ratings -> clicks
+
+
+def _ratings():
+    # user a likes 1, 2, 3, 4 in time order; user b rates other films first, so they exist early
+    rows = [("b", i, 2.0, t) for t, i in enumerate(range(10, 20))]
+    rows += [("a", 1, 5.0, 100), ("a", 2, 4.0, 101), ("a", 9, 1.0, 101), ("a", 3, 5.0, 102),
+             ("a", 4, 4.0, 103), ("a", 5, 4.0, 104), ("a", 6, 5.0, 104)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def _items():
+    return pd.DataFrame({"item_id": range(1, 20), "title": [f"Film {i}" for i in range(1, 20)]})
+
+
+def test_click_task_histories_never_see_the_future():
+    data = click_task(_ratings(), _items(), name="t", label="movie", fields=["title"],
+                      history_len=10, min_history=2, negatives=2, eval_negatives=3, seed=0)
+    imp = data.impressions.set_index("impression_id")
+    ratings = _ratings()
+    when = ratings.groupby(["user_id", "item_id"]).timestamp.min()
+    first_seen = ratings.groupby("item_id").timestamp.min()
+    for row in data.impressions.itertuples():
+        t = row.time
+        assert all(when[(row.user_id, int(i))] < t for i in row.history)  # strictly earlier
+        rated = set(ratings.loc[ratings.user_id == row.user_id, "item_id"].astype(str))
+        for neg in row.candidates[1:]:
+            assert neg not in rated and first_seen[int(neg)] < t  # existed, never rated
+    # a's likes: 1@100, 2@101, 3@102, 4@103, 5@104, 6@104; 5 and 6 share a second, so 6's
+    # history leaves 5 out
+    assert imp.loc["a-5", "history"] == ["1", "2", "3", "4"]
+    assert imp.loc["a-5", "split"] == "test" and imp.loc["a-4", "split"] == "val"
+    assert imp.loc["a-2", "split"] == imp.loc["a-3", "split"] == "train"
+    assert len(imp.loc["a-2", "candidates"]) == 3 and len(imp.loc["a-5", "candidates"]) == 4
+    assert "b" not in set(data.impressions.user_id)  # b liked nothing
+
+
+def test_click_task_is_deterministic_and_refuses_empty_results():
+    a = click_task(_ratings(), _items(), name="t", label="movie", fields=["title"], min_history=2,
+                   negatives=2, eval_negatives=3, seed=1)
+    b = click_task(_ratings(), _items(), name="t", label="movie", fields=["title"], min_history=2,
+                   negatives=2, eval_negatives=3, seed=1)
+    pd.testing.assert_frame_equal(a.impressions, b.impressions)
+    with pytest.raises(ValueError, match="no impressions"):
+        click_task(_ratings(), _items(), name="t", label="movie", fields=["title"],
+                   min_history=50)
+    with pytest.raises(ValueError, match="timestamp"):
+        click_task(_ratings().drop(columns="timestamp"), _items(), name="t", label="movie",
+                   fields=["title"])
+
+
+def test_restrict_items_keeps_what_impressions_mention():
+    data = click_task(_ratings(), _items(), name="t", label="movie", fields=["title"],
+                      min_history=2, negatives=2, eval_negatives=3, seed=0)
+    small = restrict_items(data, data.split("test"))
+    row = data.split("test").iloc[0]
+    assert set(small.items.item_id) == set(row.history) | set(row.candidates)
+
+
+def test_goodreads_loader(tmp_path):
+    books = tmp_path / "books.json"
+    books.write_text("\n".join(json.dumps({"book_id": i, "title": f"Book {i}",
+                                           "description": None if i == 3 else f"About {i}"})
+                               for i in range(1, 20)) + "\n")
+    inter = tmp_path / "interactions.csv"
+    r = _ratings().rename(columns={"item_id": "book_id"})
+    r["date_added"] = pd.to_datetime(r.pop("timestamp"), unit="D").dt.strftime(
+        "%a %b %d %H:%M:%S +0000 %Y")  # Goodreads' own date format
+    r.to_csv(inter, index=False)
+    data = load_goodreads(books, inter, min_history=2, negatives=2, eval_negatives=3)
+    assert data.label == "book" and data.fields == ["title", "description"]
+    assert set(data.impressions.split) == {"train", "val", "test"}
+    assert data.items.set_index("item_id").loc["3", "description"] == ""
+    with pytest.raises(ValueError, match="time column"):
+        pd.DataFrame({"user_id": [1], "book_id": [1], "rating": [5]}).to_csv(inter, index=False)
+        load_goodreads(books, inter)
+
+
+# --------------------------------------------------------------------------- concator
+
+
+def test_natural_concator():
+    item = {"title": "Bills win\tin overtime", "abstract": "", "category": "sports",
+            "subcategory": float("nan")}
+    text = natural_concator(item, "news article", ["title", "abstract", "category", "subcategory"])
+    assert text == "news article: title: Bills win in overtime; category: sports"
+    assert natural_concator({"title": "x" * 500}, "book", ["title"], max_chars=10) == \
+        "book: title: xxxxxxxxxx"
+
+
+# --------------------------------------------------------------------------- ranking metrics
+
+
+def test_ranking_metrics_by_hand():
+    labels, scores = [0, 1, 0, 1], [0.9, 0.8, 0.1, 0.3]
+    # ranks: 0.9 (neg), 0.8 (pos) -> 2, 0.3 (pos) -> 3, 0.1 (neg)
+    assert mrr(labels, scores) == pytest.approx((1 / 2 + 1 / 3) / 2)
+    dcg = 1 / np.log2(3) + 1 / np.log2(4)
+    idcg = 1 + 1 / np.log2(3)
+    assert ndcg(labels, scores, 5) == pytest.approx(dcg / idcg)
+    assert ndcg(labels, scores, 1) == 0.0
+    m = impression_metrics([labels, [1, 0, 0]], [scores, [3.0, 2.0, 1.0]])
+    # AUC of the first: each positive beats 1 of the 2 negatives -> 2/4; the second: 1
+    assert m["auc"] == pytest.approx((0.5 + 1.0) / 2)
+    assert m["mrr"] == pytest.approx(((1 / 2 + 1 / 3) / 2 + 1) / 2)
+    assert m["ndcg@10"] == pytest.approx((dcg / idcg + 1) / 2)
+    assert set(m) == {"auc", "mrr", "ndcg@5", "ndcg@10"}
+
+
+def test_ranking_metrics_refuse_bad_impressions():
+    with pytest.raises(ValueError, match="clicked and an unclicked"):
+        impression_metrics([[1, 1]], [[0.1, 0.2]])
+    with pytest.raises(ValueError, match="NaN"):
+        impression_metrics([[1, 0]], [[np.nan, 0.2]])
+    with pytest.raises(ValueError, match="2 labels but 3 scores"):
+        impression_metrics([[1, 0]], [[0.1, 0.2, 0.3]])
+    with pytest.raises(ValueError, match="unlabeled"):
+        impression_metrics([None], [[0.1, 0.2]])
