@@ -50,6 +50,7 @@ bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py
 	$(PY) benchmarks/lm_training.py
 	$(PY) benchmarks/data_efficiency.py
+	$(PY) benchmarks/once_cache.py
 
 clean:
 	rm -rf runs results data/processed benchmarks/out

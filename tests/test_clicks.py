@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FIXTURES
 from llmrec.clicks import (
     MalformedLine,
     click_task,
@@ -19,8 +20,6 @@ from llmrec.clicks import (
     with_splits,
 )
 from llmrec.metrics import impression_metrics, mrr, ndcg
-
-from conftest import FIXTURES
 
 MIND = FIXTURES / "mind"
 

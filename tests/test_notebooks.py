@@ -1,4 +1,4 @@
-"""Notebooks 00-05 through papermill with the smoke preset, then the files they wrote."""
+"""Notebooks 00-06 through papermill with the smoke preset, then the files they wrote."""
 
 import json
 import math
@@ -20,7 +20,7 @@ def smoke_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
         shutil.rmtree(runs_dir(PRESET) / "05_points", ignore_errors=True)  # start 05 from scratch
-        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05"])
+        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05", "06"])
 
 
 def _finite(value):
@@ -37,7 +37,7 @@ def test_every_notebook_ran_and_recorded(smoke_run):
     assert [p.name for p in smoke_run] == [
         "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb",
         "03_flan_t5_classification.ipynb", "04_flan_t5_regression.ipynb",
-        "05_data_efficiency.ipynb"]
+        "05_data_efficiency.ipynb", "06_once_dire.ipynb"]
     for path in smoke_run:
         assert path.parent == runs_dir(PRESET)
         record = json.loads((results_dir(PRESET) / f"{path.stem}.json").read_text())
@@ -109,7 +109,8 @@ def test_data_efficiency_notebook(smoke_run):
     sizes = points.groupby(["fraction", "seed"]).n_train.nunique()
     assert (sizes == 1).all()  # every method got the same subset size at a (fraction, seed)
     assert record["metrics"]["points_computed"] == len(expected)
-    assert len(record["metrics"]["statements"]) == len(set(points.method)) - 1
+    # where each method meets full-data MF, and where MF meets the first language model (RMSE, AUC)
+    assert len(record["metrics"]["statements"]) == len(set(points.method)) - 1 + 2
     curves = pd.read_csv(figures / "05_convergence.csv")
     assert curves.val_rmse.notna().all() and (curves.examples_seen > 0).all()
 
@@ -122,3 +123,21 @@ def test_data_efficiency_rerun_reuses_every_point(smoke_run, monkeypatch, tmp_pa
     assert after["points_computed"] == 0
     assert after["points_reused"] == before["points_computed"]
     assert after["points"] == before["points"]
+
+
+def test_once_dire_notebook(smoke_run):
+    figures = run_figures_dir(PRESET)
+    for name in ("06_results", "06_ablation", "06_cache_speed"):
+        assert (figures / f"{name}.png").stat().st_size > 5_000
+    table = pd.read_csv(figures / "06_results.csv")
+    assert table.method.tolist() == ["Original NAML", "Original NRMS", "DIRE tiny-bert (k=1)",
+                                     "DIRE tiny-llama (k=1)"]
+    metrics = ["auc", "mrr", "ndcg@5", "ndcg@10"]
+    assert table[metrics].apply(lambda s: s.between(0, 1)).all().all()
+    assert (table["ndcg@5"] <= table["ndcg@10"] + 1e-9).all()
+    ablation = pd.read_csv(figures / "06_ablation.csv")
+    assert sorted(zip(ablation.k, ablation.lora)) == [(0, False), (1, False), (1, True)]
+    speed = pd.read_csv(figures / "06_cache_speed.csv")
+    assert (speed.step_s > 0).all() and speed.theory.tolist()[0] == 1.0
+    record = json.loads((results_dir(PRESET) / "06_once_dire.json").read_text())
+    assert len(record["metrics"]["runs"]) == 4 * 2 + 3  # 4 rows x 2 seeds; k=0, k=1 (reused), LoRA

@@ -239,8 +239,21 @@ class ClickModel(nn.Module):
         self.history = AdditiveAttention(dim)
         self.no_history = nn.Parameter(torch.zeros(dim))  # the user vector of an empty history
 
-    def encode_items(self, inputs: dict) -> torch.Tensor:
-        return self.encoder(**inputs)
+    def encode_items(self, inputs: dict, chunk: int = 64) -> torch.Tensor:
+        """Item vectors. Padded sequences (language models) are encoded in chunks of similar
+        length, each cut to its own longest item, so little compute goes to padding."""
+        mask = inputs.get("attention_mask")
+        if mask is None or len(mask) <= chunk:
+            return self.encoder(**inputs)
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for s in range(0, len(order), chunk):
+            rows = order[s:s + chunk]
+            width = int(lengths[rows].max())
+            parts.append(self.encoder(**{k: v[rows, :width] for k, v in inputs.items()}))
+        out = torch.empty(len(order), parts[0].shape[-1], dtype=parts[0].dtype)
+        return out.index_copy(0, order, torch.cat(parts))
 
     def user_vectors(self, item_vecs: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """history: [B, H] rows into item_vecs, -1 = padding."""
