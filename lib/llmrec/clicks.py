@@ -74,12 +74,19 @@ class MalformedLine(ValueError):
     pass
 
 
-def _lines(path: Path):
+def _rows(path: Path, columns: list[str]):
+    """(line number, tab-separated fields) of each non-empty line; a line with another number of
+    fields is refused."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             line = line.rstrip("\n").rstrip("\r")
-            if line:
-                yield number, line
+            if not line:
+                continue
+            parts = line.split("\t")
+            if len(parts) != len(columns):
+                raise MalformedLine(f"{path}, line {number}: expected {len(columns)} tab-separated "
+                                    f"columns ({', '.join(columns)}), found {len(parts)}")
+            yield number, parts
 
 
 def read_mind_news(path: str | Path) -> pd.DataFrame:
@@ -87,12 +94,7 @@ def read_mind_news(path: str | Path) -> pd.DataFrame:
     columns (JSON lists) are parsed, an empty one becomes []."""
     path = Path(path)
     rows = []
-    for number, line in _lines(path):
-        parts = line.split("\t")
-        if len(parts) != len(MIND_NEWS_COLUMNS):
-            raise MalformedLine(f"{path}, line {number}: expected {len(MIND_NEWS_COLUMNS)} "
-                                f"tab-separated columns ({', '.join(MIND_NEWS_COLUMNS)}), found "
-                                f"{len(parts)}")
+    for number, parts in _rows(path, MIND_NEWS_COLUMNS):
         row = dict(zip(MIND_NEWS_COLUMNS, parts))
         for col in ("title_entities", "abstract_entities"):
             try:
@@ -112,12 +114,7 @@ def read_mind_behaviors(path: str | Path) -> pd.DataFrame:
     impressions (space-separated `id-label`, or bare ids in the unlabeled test split)."""
     path = Path(path)
     rows = []
-    for number, line in _lines(path):
-        parts = line.split("\t")
-        if len(parts) != len(MIND_BEHAVIOR_COLUMNS):
-            raise MalformedLine(f"{path}, line {number}: expected {len(MIND_BEHAVIOR_COLUMNS)} "
-                                f"tab-separated columns ({', '.join(MIND_BEHAVIOR_COLUMNS)}), "
-                                f"found {len(parts)}")
+    for number, parts in _rows(path, MIND_BEHAVIOR_COLUMNS):
         impression_id, user_id, time, history, shown = parts
         tokens = shown.split()
         if not tokens:

@@ -357,14 +357,15 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
     """Adam on the softmax cross-entropy over each impression's candidates (the clicked one is
     first); validation AUC after each epoch; the best epoch's weights are kept (early stopping).
     Returns the history: epoch, step, examples_seen, train_loss, val_auc, seconds."""
-    from .training import seed_everything
+    from .training import BestWeights, seed_everything
 
     seed_everything(config.seed)
     index = _index(items)
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=config.lr)
     generator = np.random.default_rng(config.seed)
-    rows, best, step, start = [], (-math.inf, 0, None), 0, time.perf_counter()
+    rows, step, start = [], 0, time.perf_counter()
+    keeper = BestWeights(config.patience, higher_is_better=True)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
     if config.max_steps:
@@ -393,14 +394,10 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
         rows.append({"epoch": epoch, "step": step, "examples_seen": step * config.batch_size,
                      "train_loss": float(np.mean(losses)), "val_auc": val_auc,
                      "seconds": time.perf_counter() - start})
-        if val_auc > best[0]:
-            best = (val_auc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        elif epoch - best[1] >= config.patience:
-            break
-        if config.max_steps and step >= config.max_steps:
+        if keeper.update(model, val_auc, epoch) or (config.max_steps and step >= config.max_steps):
             break
     bar.close()
-    model.load_state_dict(best[2])
+    keeper.restore(model)
     return pd.DataFrame(rows)
 
 

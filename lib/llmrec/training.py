@@ -68,6 +68,30 @@ class TrainResult:
 Batch = dict[str, torch.Tensor]
 
 
+class BestWeights:
+    """Early stopping on a validation score: keeps the weights of the best epoch, says when
+    `patience` epochs have passed without a better one, and restores the best at the end."""
+
+    def __init__(self, patience: int, higher_is_better: bool = False):
+        self.patience, self.sign = patience, -1.0 if higher_is_better else 1.0
+        self.value, self.epoch, self.state = float("inf"), 0, None
+
+    @property
+    def best(self) -> float:
+        return self.sign * self.value
+
+    def update(self, model: nn.Module, score: float, epoch: int) -> bool:
+        """Record this epoch's score; True when training should stop."""
+        if self.sign * score < self.value:
+            self.value, self.epoch = self.sign * score, epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        return epoch - self.epoch >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        model.load_state_dict(self.state)
+
+
 def _batches(data: Batch, batch_size: int, shuffle: bool, generator=None):
     n = len(data["target"])
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -91,7 +115,7 @@ def train_regressor(model: nn.Module, train: Batch, val: Batch, config: TrainCon
     generator = torch.Generator().manual_seed(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.MSELoss()
-    rows, best = [], (float("inf"), 0, None)
+    rows, keeper = [], BestWeights(config.patience)
     step, start = 0, time.perf_counter()
     bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", leave=False)
     for epoch in bar:
@@ -112,15 +136,11 @@ def train_regressor(model: nn.Module, train: Batch, val: Batch, config: TrainCon
         val_rmse = rmse(val["target"].numpy(), predict(model, val))
         rows.append({"epoch": epoch, "step": step, "train_loss": total / count, "val_rmse": val_rmse})
         bar.set_postfix(train_loss=f"{total / count:.4f}", val_rmse=f"{val_rmse:.4f}")
-        if val_rmse < best[0]:
-            best = (val_rmse, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        elif epoch - best[1] >= config.patience:
-            break
-        if config.max_steps and step >= config.max_steps:
+        if keeper.update(model, val_rmse, epoch) or (config.max_steps and step >= config.max_steps):
             break
     bar.close()
-    model.load_state_dict(best[2])
-    return TrainResult(pd.DataFrame(rows), best[1], best[0], time.perf_counter() - start,
+    keeper.restore(model)
+    return TrainResult(pd.DataFrame(rows), keeper.epoch, keeper.best, time.perf_counter() - start,
                        asdict(config))
 
 
