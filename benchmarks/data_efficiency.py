@@ -24,7 +24,8 @@ import pandas as pd
 import yaml
 
 from llmrec.course import run_course
-from llmrec.paths import presets_dir, results_dir, runs_dir
+from llmrec.paths import presets_dir, runs_dir
+from llmrec.record import load_metrics
 
 OUT = Path(__file__).resolve().parent / "out"
 NAME = "bench-05"  # its own preset name, so runs/laptop is left as it is
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         run_course(str(path), only=["05"])
         wall = time.perf_counter() - start
-    metrics = json.loads((results_dir(NAME) / "05_data_efficiency.json").read_text())["metrics"]
+    metrics = load_metrics("05_data_efficiency", NAME)["metrics"]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     per_point = pd.DataFrame(metrics["seconds_per_point"]).rename_axis("fraction")
     result = {"wall_s": wall, "target_s": 40 * 60, "keep_caches": args.keep_caches,

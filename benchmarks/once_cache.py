@@ -60,19 +60,17 @@ def main(argv=None) -> int:
                                                       full=True), tokens, args.items, args.steps)
             for k in args.k:
                 start = time.perf_counter()
-                hidden = cached_hidden(lm, k, enc, name=f"bench-{name}", dtype=torch.float32,
-                                       folder=Path(tmp), verbose=False)
+                hidden = cached_hidden(lm, k, enc, name=f"bench-{name}-k{k}",
+                                       dtype=torch.float32, folder=Path(tmp), verbose=False)
                 build_s = time.perf_counter() - start
-                size_mb = sum(f.stat().st_size for f in Path(tmp).glob(f"bench-{name}-*/*")
-                              if f.name == "hidden.pt") / 2**20
+                size_mb = sum(f.stat().st_size
+                              for f in Path(tmp).glob(f"bench-{name}-k{k}-*/hidden.pt")) / 2**20
                 cached = CachedItems(ids, hidden)
                 cached_s = time_encoder_steps(build_encoder("DIRE", cached, lm=lm, top_layers=k),
                                               cached, args.items, args.steps)
                 frozen_s = time_encoder_steps(build_encoder("DIRE", tokens, lm=lm, top_layers=k,
                                                             full=True), tokens, args.items,
                                               args.steps)
-                for f in Path(tmp).glob(f"bench-{name}-*/hidden.pt"):
-                    f.unlink()  # the next k builds its own
                 row = {"model": name, "layers": n_layers, "k": k, "items": len(ids),
                        "tokens": sum(map(len, enc)), "cache_build_s": build_s,
                        "cache_tokens_per_s": sum(map(len, enc)) / build_s, "cache_mb": size_mb,

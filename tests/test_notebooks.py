@@ -1,6 +1,5 @@
 """Notebooks 00-06 through papermill with the smoke preset, then the files they wrote."""
 
-import json
 import math
 import shutil
 
@@ -8,7 +7,8 @@ import pandas as pd
 import pytest
 
 from llmrec.course import run_course
-from llmrec.paths import results_dir, run_figures_dir, runs_dir
+from llmrec.paths import run_figures_dir, runs_dir
+from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.notebook
 PRESET = "smoke"
@@ -21,6 +21,11 @@ def smoke_run(tmp_path_factory):
         mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
         shutil.rmtree(runs_dir(PRESET) / "05_points", ignore_errors=True)  # start 05 from scratch
         yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05", "06"])
+
+
+def _figures_exist(names, min_bytes):
+    for name in names:
+        assert (run_figures_dir(PRESET) / f"{name}.png").stat().st_size > min_bytes, name
 
 
 def _finite(value):
@@ -40,14 +45,14 @@ def test_every_notebook_ran_and_recorded(smoke_run):
         "05_data_efficiency.ipynb", "06_once_dire.ipynb"]
     for path in smoke_run:
         assert path.parent == runs_dir(PRESET)
-        record = json.loads((results_dir(PRESET) / f"{path.stem}.json").read_text())
+        record = load_metrics(path.stem, PRESET)
         assert record["preset"] == PRESET
         assert record["versions"]["torch"].startswith("2.13")
         assert _finite(record["metrics"])
 
 
 def test_data_prep_numbers(smoke_run):
-    m = json.loads((results_dir(PRESET) / "01_data_prep.json").read_text())["metrics"]
+    m = load_metrics("01_data_prep", PRESET)["metrics"]
     assert m["ratings"] == 100_004 and m["processed_users"] == 40
     assert m["test_examples"] == m["val_examples"] == 40
     assert 30 < m["mean_prompt_words"] < 120
@@ -55,8 +60,7 @@ def test_data_prep_numbers(smoke_run):
 
 def test_baseline_figure_and_csv(smoke_run):
     figures = run_figures_dir(PRESET)
-    for name in ("01_rating_distribution", "02_baselines", "02_learning_curves"):
-        assert (figures / f"{name}.png").stat().st_size > 10_000
+    _figures_exist(("01_rating_distribution", "02_baselines", "02_learning_curves"), 10_000)
     table = pd.read_csv(figures / "02_baselines.csv")
     assert table.method.tolist() == ["global average", "item average", "user average",
                                      "user + item bias", "MF", "MLP", "Transformer+MLP"]
@@ -88,16 +92,15 @@ def test_language_model_notebooks(smoke_run):
         curves = pd.read_csv(figures / f"{name}.csv")
         assert set(curves.curve.str.rsplit(", ", n=1).str[1]) == {"training", "validation"}
         assert curves.value.notna().all()
-    record = json.loads((results_dir(PRESET) / "04_flan_t5_regression.json").read_text())
+    record = load_metrics("04_flan_t5_regression", PRESET)
     assert record["parameters"]["MODEL"] == "tiny-llama"
 
 
 def test_data_efficiency_notebook(smoke_run):
     figures = run_figures_dir(PRESET)
-    for name in ("05_data_efficiency", "05_convergence"):
-        assert (figures / f"{name}.png").stat().st_size > 10_000
+    _figures_exist(("05_data_efficiency", "05_convergence"), 10_000)
     points = pd.read_csv(figures / "05_data_efficiency.csv")
-    record = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())
+    record = load_metrics("05_data_efficiency", PRESET)
     params = record["parameters"]
     fractions, seeds = params["FRACTIONS"], range(params["SEED"], params["SEED"] + params["N_SEEDS"])
     expected = {(m, f, s) for m in params["BASELINES"] for f in fractions for s in seeds}
@@ -116,10 +119,10 @@ def test_data_efficiency_notebook(smoke_run):
 
 
 def test_data_efficiency_rerun_reuses_every_point(smoke_run, monkeypatch, tmp_path):
-    before = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())["metrics"]
+    before = load_metrics("05_data_efficiency", PRESET)["metrics"]
     monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
     run_course(PRESET, only=["05"])
-    after = json.loads((results_dir(PRESET) / "05_data_efficiency.json").read_text())["metrics"]
+    after = load_metrics("05_data_efficiency", PRESET)["metrics"]
     assert after["points_computed"] == 0
     assert after["points_reused"] == before["points_computed"]
     assert after["points"] == before["points"]
@@ -127,8 +130,7 @@ def test_data_efficiency_rerun_reuses_every_point(smoke_run, monkeypatch, tmp_pa
 
 def test_once_dire_notebook(smoke_run):
     figures = run_figures_dir(PRESET)
-    for name in ("06_results", "06_ablation", "06_cache_speed"):
-        assert (figures / f"{name}.png").stat().st_size > 5_000
+    _figures_exist(("06_results", "06_ablation", "06_cache_speed"), 5_000)
     table = pd.read_csv(figures / "06_results.csv")
     assert table.method.tolist() == ["Original NAML", "Original NRMS", "DIRE tiny-bert (k=1)",
                                      "DIRE tiny-llama (k=1)"]
@@ -139,5 +141,5 @@ def test_once_dire_notebook(smoke_run):
     assert sorted(zip(ablation.k, ablation.lora)) == [(0, False), (1, False), (1, True)]
     speed = pd.read_csv(figures / "06_cache_speed.csv")
     assert (speed.step_s > 0).all() and speed.theory.tolist()[0] == 1.0
-    record = json.loads((results_dir(PRESET) / "06_once_dire.json").read_text())
+    record = load_metrics("06_once_dire", PRESET)
     assert len(record["metrics"]["runs"]) == 4 * 2 + 3  # 4 rows x 2 seeds; k=0, k=1 (reused), LoRA

@@ -8,6 +8,7 @@ import pytest
 from llmrec.course import run_course
 from llmrec.figures import checked_figures, compare_figure
 from llmrec.paths import run_figures_dir
+from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.repro
 
@@ -43,12 +44,8 @@ def test_fine_tuned_regression_beats_zero_shot_and_the_global_average(laptop_run
 
 
 def test_language_model_improves_with_data_and_the_match_is_stated(laptop_run):
-    import json
-
-    from llmrec.paths import results_dir
-
     points = pd.read_csv(run_figures_dir("laptop") / "05_data_efficiency.csv")
-    metrics = json.loads((results_dir("laptop") / "05_data_efficiency.json").read_text())["metrics"]
+    metrics = load_metrics("05_data_efficiency", "laptop")["metrics"]
     mean = points.groupby(["method", "fraction"]).rmse.mean()
     curves = {m: mean.loc[m] for m in set(points.method) if m.endswith(" regression")}
     curves = {m: c for m, c in curves.items() if len(c) >= 2}  # a single point has no slope

@@ -219,7 +219,6 @@ BASELINE_SETTINGS = {
     "Transformer+MLP": {"model": {"dim": 64, "heads": 4, "layers": 2},
                         "train": {"lr": 1e-3, "batch_size": 512}},
 }
-HEURISTICS = ("global average", "item average", "user average", "user + item bias")
 
 
 def run_baselines(processed: Processed, examples: pd.DataFrame, *, epochs: int = 30,

@@ -15,6 +15,7 @@ it is finished so that an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -139,19 +140,6 @@ class PointStore:
         self.save(point)
         self.computed += 1
         return point
-
-    def points(self, methods=None) -> list[dict]:
-        """Every readable stored point (optionally only these methods)."""
-        out = []
-        for path in sorted(self.folder.glob("*.json")):
-            try:
-                point = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if all(k in point for k in POINT_FIELDS) and (methods is None
-                                                          or point["method"] in methods):
-                out.append(point)
-        return out
 
     def summary(self) -> str:
         return (f"{self.computed} points computed, {self.reused} reused from {self.folder}"
@@ -306,6 +294,4 @@ def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
 def subset_id(subset: pd.DataFrame) -> str:
     """A short fingerprint of which rows a subset holds (stored with each point, so that a point
     made from other rows is never reused)."""
-    import hashlib
-
     return hashlib.sha256(np.asarray(subset.index, dtype=np.int64).tobytes()).hexdigest()[:16]

@@ -33,7 +33,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .clicks import ClickData, item_texts
+from .lm import pad_batch
 from .metrics import impression_metrics
+from .training import BestWeights, TrainConfig, seed_everything
 
 WORD = re.compile(r"\w+")
 
@@ -83,14 +85,7 @@ class CachedItems:
         return len(self.ids)
 
     def batch(self, rows: torch.Tensor) -> dict:
-        states = [self.hidden[r].float() for r in rows.tolist()]
-        longest = max(len(s) for s in states)
-        out = torch.zeros(len(states), longest, states[0].shape[-1])
-        mask = torch.zeros(len(states), longest, dtype=torch.long)
-        for k, s in enumerate(states):
-            out[k, :len(s)] = s
-            mask[k, :len(s)] = 1
-        return {"inputs_embeds": out, "attention_mask": mask}
+        return pad_batch([{"inputs_embeds": self.hidden[r]} for r in rows.tolist()])
 
 
 class TokenItems:
@@ -104,8 +99,6 @@ class TokenItems:
         return len(self.ids)
 
     def batch(self, rows: torch.Tensor) -> dict:
-        from .lm import pad_batch
-
         return pad_batch([{"input_ids": self.encodings[r]} for r in rows.tolist()], self.pad_id)
 
 
@@ -289,6 +282,15 @@ def _index(items) -> dict[str, int]:
     return {i: k for k, i in enumerate(items.ids)}
 
 
+def _history_rows(histories: list[list[int]]) -> torch.Tensor:
+    """Rows of item positions, right-padded with -1 (at least one column)."""
+    out = torch.full((len(histories), max(max(map(len, histories), default=0), 1)), -1,
+                     dtype=torch.long)
+    for b, h in enumerate(histories):
+        out[b, :len(h)] = torch.tensor(h, dtype=torch.long)
+    return out
+
+
 def make_batch(impressions: pd.DataFrame, items, index: dict[str, int], history_len: int):
     """The unique items of a batch of impressions, their inputs, and the history/candidate
     positions into them (-1 pads a short history)."""
@@ -297,28 +299,26 @@ def make_batch(impressions: pd.DataFrame, items, index: dict[str, int], history_
         rows += [index[i] for i in h[-history_len:]] + [index[i] for i in c]
     unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
     pos = iter(inverse.tolist())
-    n_hist = max((min(len(h), history_len) for h in impressions["history"]), default=0)
-    history = torch.full((len(impressions), max(n_hist, 1)), -1, dtype=torch.long)
-    cands = []
-    for b, (h, c) in enumerate(zip(impressions["history"], impressions["candidates"])):
-        k = min(len(h), history_len)
-        history[b, :k] = torch.tensor([next(pos) for _ in range(k)], dtype=torch.long)
+    hists, cands = [], []
+    for h, c in zip(impressions["history"], impressions["candidates"]):
+        hists.append([next(pos) for _ in h[-history_len:]])
         cands.append([next(pos) for _ in c])
-    return items.batch(torch.as_tensor(unique)), history, torch.tensor(cands, dtype=torch.long)
+    return (items.batch(torch.as_tensor(unique)), _history_rows(hists),
+            torch.tensor(cands, dtype=torch.long))
 
 
 # --------------------------------------------------------------------------- train / evaluate
 
 
 @dataclass
-class ClickConfig:
+class ClickConfig(TrainConfig):
+    """The baselines' TrainConfig with the click model's defaults and its history length."""
+
     epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-3
-    history_len: int = 10
     patience: int = 1
-    max_steps: int | None = None
-    seed: int = 0
+    history_len: int = 10
 
 
 @torch.no_grad()
@@ -336,11 +336,7 @@ def score_impressions(model: ClickModel, items, impressions: pd.DataFrame, histo
     out = []
     for s in range(0, len(impressions), chunk):
         part = impressions.iloc[s:s + chunk]
-        hist = [[index[i] for i in h[-history_len:]] for h in part["history"]]
-        width = max(max((len(h) for h in hist), default=0), 1)
-        history = torch.full((len(part), width), -1, dtype=torch.long)
-        for b, h in enumerate(hist):
-            history[b, :len(h)] = torch.tensor(h, dtype=torch.long)
+        history = _history_rows([[index[i] for i in h[-history_len:]] for h in part["history"]])
         users = model.user_vectors(vecs, history)
         for u, c in zip(users, part["candidates"]):
             out.append((vecs[[index[i] for i in c]] @ u).numpy())
@@ -357,12 +353,10 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
     """Adam on the softmax cross-entropy over each impression's candidates (the clicked one is
     first); validation AUC after each epoch; the best epoch's weights are kept (early stopping).
     Returns the history: epoch, step, examples_seen, train_loss, val_auc, seconds."""
-    from .training import BestWeights, seed_everything
-
     seed_everything(config.seed)
     index = _index(items)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=config.lr)
+    optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = np.random.default_rng(config.seed)
     rows, step, start = [], 0, time.perf_counter()
     keeper = BestWeights(config.patience, higher_is_better=True)
