@@ -210,3 +210,39 @@ def test_ranking_metrics_refuse_bad_impressions():
         impression_metrics([[1, 0]], [[0.1, 0.2, 0.3]])
     with pytest.raises(ValueError, match="unlabeled"):
         impression_metrics([None], [[0.1, 0.2]])
+
+
+def _tie_broken_average(metric, labels, scores):
+    """The metric averaged over every way of breaking the ties in `scores` (brute force)."""
+    import itertools
+    values = []
+    for perm in itertools.permutations(range(len(scores))):
+        # a tiny, distinct offset per candidate orders each tie group as `perm` says
+        broken = np.asarray(scores, dtype=float) + 1e-6 * np.argsort(perm)
+        values.append(metric(labels, broken))
+    return float(np.mean(values))
+
+
+@pytest.mark.parametrize("labels, scores", [
+    ([1, 0, 0, 0, 0], [0.0] * 5),                    # a constant scorer
+    ([0, 0, 1, 0], [2.0, 2.0, 2.0, 2.0]),            # the click last, all tied
+    ([1, 0, 0, 1, 0], [0.5, 0.5, 0.1, 0.5, 0.9]),    # partly tied, two clicks
+    ([0, 1, 0, 0], [0.3, 0.3, 0.7, 0.1]),
+])
+def test_ranking_metrics_give_ties_their_expected_value(labels, scores):
+    # Ties must not favour the click, wherever it stands among the candidates: each metric is
+    # its expectation over random tie-breaking (a constant scorer gets the chance value).
+    assert mrr(labels, scores) == pytest.approx(_tie_broken_average(mrr, labels, scores))
+    for k in (1, 3, 10):
+        assert ndcg(labels, scores, k) == pytest.approx(
+            _tie_broken_average(lambda y, s: ndcg(y, s, k), labels, scores))
+    m = impression_metrics([labels], [scores])
+    from sklearn.metrics import roc_auc_score
+    assert m["auc"] == pytest.approx(_tie_broken_average(roc_auc_score, labels, scores))
+
+
+def test_a_constant_scorer_gets_the_chance_value():
+    n = 10
+    m = impression_metrics([[1] + [0] * (n - 1)], [[0.0] * n])
+    assert m["auc"] == 0.5
+    assert m["mrr"] == pytest.approx(sum(1 / r for r in range(1, n + 1)) / n)  # H_n / n

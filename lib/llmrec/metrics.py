@@ -84,15 +84,23 @@ def bootstrap_interval(y_true, y_pred, metric=rmse, *, baseline=None, n_boot: in
 
 
 def mrr(labels, scores) -> float:
-    """MIND's MRR of one impression: the mean over clicked items of 1 / their rank."""
+    """MIND's MRR of one impression: the mean over clicked items of 1 / their rank.
+
+    Ties are given their expected value under a random order: a clicked item tied with m
+    candidates (itself included) below `above` better ones gets the mean of 1/(above+1) ..
+    1/(above+m). So a constant scorer gets the chance value, wherever the click stands."""
     labels, scores = np.asarray(labels, dtype=float), np.asarray(scores, dtype=float)
-    order = np.argsort(-scores, kind="stable")
-    ranked = labels[order]
-    return float((ranked / np.arange(1, len(ranked) + 1)).sum() / ranked.sum())
+    total = 0.0
+    for i in np.flatnonzero(labels):
+        above = int((scores > scores[i]).sum())
+        tied = int((scores == scores[i]).sum())
+        total += labels[i] * np.mean(1.0 / np.arange(above + 1, above + tied + 1))
+    return float(total / labels.sum())
 
 
 def ndcg(labels, scores, k: int) -> float:
-    """nDCG@k of one impression with binary gains (sklearn's ndcg_score)."""
+    """nDCG@k of one impression with binary gains (sklearn's ndcg_score, which averages the gains
+    of tied candidates: the expected value under a random order of the ties)."""
     return float(ndcg_score([np.asarray(labels, dtype=float)], [np.asarray(scores, dtype=float)],
                             k=k))
 
