@@ -36,16 +36,18 @@ def test_mind_loader_on_the_fixture():
     assert items.loc["N1", "title_entities"][0]["WikidataId"] == "Q221626"  # parsed JSON
     assert items.loc["N3", "title_entities"] == [] and items.loc["N2", "abstract_entities"] == []
     imp = data.impressions.set_index("impression_id")
-    assert imp.loc["2", "history"] == []  # empty history
-    assert imp.loc["2", "labels"] == [0, 1, 1, 0]
-    assert imp.loc["1", "time"] == pd.Timestamp("2019-11-11 09:05:58")
+    assert imp.loc["train-2", "history"] == []  # empty history
+    assert imp.loc["train-2", "labels"] == [0, 1, 1, 0]
+    assert imp.loc["train-1", "time"] == pd.Timestamp("2019-11-11 09:05:58")
     # unknown ids are skipped and counted; impression 4 lost its only click and was dropped
-    assert imp.loc["3", "history"] == ["N1"] and imp.loc["3", "candidates"] == ["N2", "N4"]
-    assert "4" not in imp.index
+    assert imp.loc["train-3", "history"] == ["N1"] and imp.loc["train-3", "candidates"] == ["N2", "N4"]
+    assert "train-4" not in imp.index
     assert data.skipped == {"unknown_history_ids": 1, "unknown_candidate_ids": 2,
                             "impressions_dropped": 1}
+    # impression ids restart in every MIND file: they are prefixed with the folder's split
+    assert data.impressions.impression_id.is_unique
     # the official test split is unlabeled
-    assert imp.loc["5", "labels"] is None and imp.loc["5", "split"] == "test"
+    assert imp.loc["test-5", "labels"] is None and imp.loc["test-5", "split"] == "test"
     assert "skipped" in repr(data)
 
 
@@ -55,18 +57,47 @@ def test_mind_training_samples_one_per_click_with_four_negatives():
     assert len(samples) == 1 + 2 + 1  # impression 2 has two clicks
     for row in samples.itertuples():
         assert row.labels == [1, 0, 0, 0, 0] and len(row.candidates) == 5
-    two = samples[samples.impression_id.str.startswith("2-")]
+    two = samples[samples.impression_id.str.startswith("train-2-")]
     assert sorted(c[0] for c in two.candidates) == ["N3", "N4"]
     assert all(set(c[1:]) <= {"N1", "N5"} for c in two.candidates)  # negatives of its impression
     with pytest.raises(ValueError, match="no labels"):
         training_samples(load_mind({"test": MIND / "test"}).impressions)
 
 
-def test_with_splits_carves_validation_and_reuses_it_as_test():
-    data = with_splits(load_mind({"train": MIND / "train"}), n_val=1, seed=0)
-    counts = data.impressions.split.value_counts().to_dict()
-    assert counts == {"train": 2, "val": 1, "test": 1}
-    assert data.split("val").impression_id.tolist() == data.split("test").impression_id.tolist()
+def _disjoint(data):
+    ids = {s: set(data.split(s).impression_id) for s in ("train", "val", "test")}
+    assert ids["test"] and ids["val"] and ids["train"]
+    assert not ids["test"] & ids["val"] and not ids["test"] & ids["train"]
+    assert not ids["val"] & ids["train"]
+
+
+def test_with_splits_never_selects_on_the_test_impressions():
+    # MIND train only: the latest impressions are held out as test, the next latest are the
+    # validation set; no test impression is used to choose an epoch.
+    data = with_splits(load_mind({"train": MIND / "train"}), n_val=1, n_test=1, min_test=1)
+    assert data.impressions.split.value_counts().to_dict() == {"train": 1, "val": 1, "test": 1}
+    _disjoint(data)
+    times = data.impressions.groupby("split").time.max()
+    assert times["train"] <= data.split("val").time.min() <= data.split("test").time.min()
+    # MIND train + dev: dev is the test set, validation is carved out of train
+    data = with_splits(load_mind({"train": MIND / "train", "val": MIND / "train"}), n_val=1,
+                       min_test=1)
+    assert set(data.split("test").impression_id) == {"val-1", "val-2", "val-3"}  # ids are per folder
+    _disjoint(data)
+    # the official test set has no labels: it can be neither test nor validation
+    data = with_splits(load_mind({"train": MIND / "train", "test": MIND / "test"}), n_val=1,
+                       n_test=1, min_test=1)
+    assert data.split("test").labels.notna().all()
+    assert data.skipped["unlabeled_impressions"] == 1
+
+
+def test_with_splits_refuses_data_too_small_to_mean_anything():
+    with pytest.raises(ValueError, match="test impressions"):
+        with_splits(load_mind({"train": MIND / "train"}), n_val=1, n_test=1, min_test=30)
+    with pytest.raises(ValueError, match="no training impressions"):
+        with_splits(load_mind({"test": MIND / "test"}), min_test=1)
+    with pytest.raises(ValueError, match="no training impressions are left"):
+        with_splits(load_mind({"train": MIND / "train"}), n_val=2, n_test=1, min_test=1)
 
 
 @pytest.mark.parametrize("line, message", [
@@ -96,8 +127,9 @@ def test_missing_mind_files_and_bad_news_lines(tmp_path):
 
 
 def _ratings():
-    # user a likes 1, 2, 3, 4 in time order; user b rates other films first, so they exist early
-    rows = [("b", i, 2.0, t) for t, i in enumerate(range(10, 20))]
+    # user a likes 1, 2, 3, 4 in time order; user b rates every film first, so they are in the
+    # catalogue early
+    rows = [("b", i, 2.0, t) for t, i in enumerate(range(1, 20))]
     rows += [("a", 1, 5.0, 100), ("a", 2, 4.0, 101), ("a", 9, 1.0, 101), ("a", 3, 5.0, 102),
              ("a", 4, 4.0, 103), ("a", 5, 4.0, 104), ("a", 6, 5.0, 104)]
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
@@ -117,9 +149,11 @@ def test_click_task_histories_never_see_the_future():
     for row in data.impressions.itertuples():
         t = row.time
         assert all(when[(row.user_id, int(i))] < t for i in row.history)  # strictly earlier
-        rated = set(ratings.loc[ratings.user_id == row.user_id, "item_id"].astype(str))
-        for neg in row.candidates[1:]:
-            assert neg not in rated and first_seen[int(neg)] < t  # existed, never rated
+        mine = ratings[ratings.user_id == row.user_id]
+        rated_by_then = set(mine.loc[mine.timestamp <= t, "item_id"].astype(str))
+        negs = [c for c, y in zip(row.candidates, row.labels) if y == 0]
+        for neg in negs:
+            assert neg not in rated_by_then and first_seen[int(neg)] < t  # existed, not rated
     # a's likes: 1@100, 2@101, 3@102, 4@103, 5@104, 6@104; 5 and 6 share a second, so 6's
     # history leaves 5 out
     assert imp.loc["a-5", "history"] == ["1", "2", "3", "4"]
@@ -127,6 +161,45 @@ def test_click_task_histories_never_see_the_future():
     assert imp.loc["a-2", "split"] == imp.loc["a-3", "split"] == "train"
     assert len(imp.loc["a-2", "candidates"]) == 3 and len(imp.loc["a-5", "candidates"]) == 4
     assert "b" not in set(data.impressions.user_id)  # b liked nothing
+
+
+def test_click_task_negatives_are_distinct_and_known_at_the_time():
+    # 80 users, movies with >= 30 ratings: a small catalogue, where sampling used to repeat
+    # candidates inside one impression
+    from llmrec.clicks import movielens_clicks
+    from llmrec.data import load_ratings
+    data = movielens_clicks(min_item_ratings=30, max_users=80, history_len=5, seed=0)
+    assert all(len(set(c)) == len(c) for c in data.impressions.candidates)
+    # every candidate and history item was in the catalogue at the impression's time: it had
+    # 30 ratings strictly before it (popularity is counted from the past only)
+    ratings = load_ratings().ratings.sort_values(["item_id", "timestamp"])
+    entry = ratings.groupby("item_id").timestamp.apply(
+        lambda t: t.iloc[29] if len(t) >= 30 else np.inf)
+    for row in data.impressions.sample(300, random_state=0).itertuples():
+        assert all(entry[int(i)] < row.time for i in [*row.candidates, *row.history])
+
+
+def test_click_task_shows_the_click_in_a_random_position():
+    data = click_task(_ratings(), _items(), name="t", label="movie", fields=["title"],
+                      history_len=10, min_history=1, negatives=2, eval_negatives=3, seed=0)
+    positions = [row.labels.index(1) for row in data.impressions.itertuples()]
+    assert len(set(positions)) > 1
+    for row in data.impressions.itertuples():
+        assert sum(row.labels) == 1 and len(row.labels) == len(row.candidates)
+
+
+def test_click_task_negatives_may_be_items_the_user_rates_later():
+    # At time t the kit cannot know what the user will rate later: such an item is a fair
+    # negative. Here the only items that exist are ones user a rates afterwards.
+    rows = [("b", i, 2.0, 1) for i in (1, 2, 3, 10, 11, 12)]
+    rows += [("a", 1, 5.0, 100), ("a", 2, 5.0, 101), ("a", 3, 5.0, 102),
+             ("a", 10, 5.0, 200), ("a", 11, 1.0, 201), ("a", 12, 1.0, 202)]
+    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    data = click_task(ratings, _items(), name="t", label="movie", fields=["title"],
+                      history_len=5, min_history=1, negatives=2, eval_negatives=2, seed=0)
+    row = data.impressions.set_index("impression_id").loc["a-1"]  # the click on 2 at 101
+    negs = {c for c, y in zip(row.candidates, row.labels) if y == 0}
+    assert negs <= {"3", "10", "11", "12"}  # all rated by a later; 1 and 2 (rated by 101) never
 
 
 def test_click_task_is_deterministic_and_refuses_empty_results():

@@ -12,9 +12,10 @@ clicked (labels; None for the unlabeled official MIND test set).
 
 `click_task` turns ratings into impressions without looking into the future: per user, in time
 order, each liked item (rating >= `like`) is one impression whose history is the items the user
-liked strictly *before* it; the negatives are items that already existed then (someone had rated
-them earlier) and that this user never rated. The user's last impression is the test impression,
-the one before it the validation one, the earlier ones are for training.
+liked strictly *before* it; the negatives are items that were in the catalogue then (they had
+enough ratings, counted from the past) and that this user had not rated by then. The candidates
+are shown in a random order. The user's last impression is the test impression, the one before
+it the validation one, the earlier ones are for training.
 
 Unknown item ids in MIND impressions or histories (an id missing from news.tsv) are skipped and
 counted in `ClickData.skipped`; an impression left without a clicked and an unclicked candidate is
@@ -60,10 +61,12 @@ class ClickData:
         return self.impressions[self.impressions["split"] == name]
 
     def __repr__(self) -> str:
-        counts = self.impressions["split"].value_counts().to_dict()
+        imp = self.impressions
+        counts = imp["split"].value_counts().to_dict() if "split" in imp else {}
+        users = imp["user_id"].nunique() if "user_id" in imp else 0
         return (f"ClickData({self.name}: {len(self.items):,} items, "
-                f"{self.impressions.user_id.nunique():,} users, impressions "
-                + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+                f"{users:,} users, impressions "
+                + (", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none")
                 + (f"; skipped {self.skipped}" if any(self.skipped.values()) else "") + ")")
 
 
@@ -177,7 +180,9 @@ def load_mind(folders: dict[str, str | Path], name: str = "mind") -> ClickData:
                                         "use download_mind)")
             digests.append(sha256_file(folder / f))
         news.append(read_mind_news(folder / "news.tsv"))
-        behaviors.append(read_mind_behaviors(folder / "behaviors.tsv").assign(split=split))
+        b = read_mind_behaviors(folder / "behaviors.tsv")
+        # impression ids restart at 1 in every MIND file: prefix them with the split
+        behaviors.append(b.assign(split=split, impression_id=split + "-" + b["impression_id"]))
     items = pd.concat(news).drop_duplicates("item_id").reset_index(drop=True)
     impressions, skipped = _drop_unknown(pd.concat(behaviors, ignore_index=True),
                                          set(items["item_id"]))
@@ -216,53 +221,88 @@ def download_mind(which: str = "small-train", url: str | None = None,
 # --------------------------------------------------------------------------- ratings -> clicks
 
 
+def catalogue_entry_times(ratings: pd.DataFrame, min_item_ratings: int = 1) -> pd.Series:
+    """When each item enters the catalogue: the time of its `min_item_ratings`-th rating, sorted.
+    At time t the catalogue is the items whose entry time is < t, so that popularity is only
+    ever counted from the past. Items with fewer ratings never enter."""
+    if min_item_ratings < 1:
+        raise ValueError(f"min_item_ratings must be at least 1, got {min_item_ratings}")
+    r = ratings.sort_values(["item_id", "timestamp"], kind="stable")
+    nth = r[r.groupby("item_id").cumcount() == min_item_ratings - 1]
+    return nth.set_index("item_id")["timestamp"].sort_values(kind="stable")
+
+
 def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: str,
                fields: list[str], like: float = 4, history_len: int = 10, min_history: int = 3,
-               negatives: int = 4, eval_negatives: int = 9, max_train_per_user: int | None = None,
-               seed: int = 0, source: str = "") -> ClickData:
+               negatives: int = 4, eval_negatives: int = 9, min_item_ratings: int = 1,
+               users=None, max_train_per_user: int | None = None, seed: int = 0,
+               source: str = "") -> ClickData:
     """Impressions from ratings (columns user_id, item_id, rating, timestamp), as described in the
-    module docstring. Training impressions show 1 + `negatives` candidates, validation and test
-    ones 1 + `eval_negatives`. `max_train_per_user` keeps each user's latest training ones."""
+    module docstring. Only what is known at the impression's time t is used:
+
+    - the catalogue at t is the items with at least `min_item_ratings` ratings before t
+      (anyone's); a click on an item not yet in it is not an impression, and a history keeps
+      the earlier likes that are in it;
+    - the negatives are distinct items of the catalogue at t that the user has not rated by t
+      (an item the user rates later may be one: nobody knows that at t);
+    - the candidates are shown in a random order (ties in a score must not favour the click).
+
+    Training impressions show 1 + `negatives` candidates, validation and test ones
+    1 + `eval_negatives`. `users` limits the impressions to these users (the catalogue still
+    counts everybody's ratings); `max_train_per_user` keeps each user's latest training ones."""
     need = {"user_id", "item_id", "rating", "timestamp"} - set(ratings.columns)
     if need:
         raise ValueError(f"ratings lack the column(s) {sorted(need)}")
     rng = np.random.default_rng(seed)
     r = ratings.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
-    first_seen = r.groupby("item_id")["timestamp"].min().sort_values(kind="stable")
-    catalogue, catalogue_t = first_seen.index.to_numpy(), first_seen.to_numpy()
+    entry = catalogue_entry_times(r, min_item_ratings)
+    catalogue, catalogue_t = entry.index.to_numpy(), entry.to_numpy()
+    entry_of = entry.to_dict()
+    if users is not None:
+        r = r[r["user_id"].isin(set(users))]
     rows = []
     for user, g in r.groupby("user_id", sort=True):
-        rated = set(g["item_id"])
-        rated_since = np.sort(first_seen.loc[list(rated)].to_numpy())  # when each rated item appeared
-        liked = g[g["rating"] >= like]
-        l_items, l_times = liked["item_id"].to_numpy(), liked["timestamp"].to_numpy()
+        g_items, g_times = g["item_id"].to_numpy(), g["timestamp"].to_numpy()
+        g_entry = np.array([entry_of.get(i, np.inf) for i in g_items], dtype=float)
+        first_rated = {}
+        for i, t in zip(g_items, g_times):
+            first_rated.setdefault(i, t)
+        liked = np.flatnonzero(g["rating"].to_numpy() >= like)
         user_rows = []
-        for j in range(len(liked)):
-            history = l_items[:j][l_times[:j] < l_times[j]][-history_len:]  # strictly earlier
-            if len(history) < min_history:
-                continue
-            user_rows.append((j, list(history)))
-        for k, (j, history) in enumerate(user_rows):
+        for n, j in enumerate(liked):  # the user's n-th like
+            t = g_times[j]
+            if not g_entry[j] < t:
+                continue  # not in the catalogue yet: it could not have been shown
+            earlier = liked[(g_times[liked] < t) & (g_entry[liked] < t)]  # strictly earlier
+            history = g_items[earlier][-history_len:]
+            if len(history) >= min_history:
+                user_rows.append((n, j, list(history)))
+        for k, (n, j, history) in enumerate(user_rows):
             from_end = len(user_rows) - k
             split = "test" if from_end == 1 else "val" if from_end == 2 else "train"
             if split == "train" and max_train_per_user and from_end - 2 > max_train_per_user:
                 continue
             n_neg = negatives if split == "train" else eval_negatives
-            existing = int(np.searchsorted(catalogue_t, l_times[j], side="left"))  # seen before t
-            pool_size = existing - int(np.searchsorted(rated_since, l_times[j], side="left"))
-            if pool_size < n_neg:
+            t = g_times[j]
+            existing = int(np.searchsorted(catalogue_t, t, side="left"))  # entered before t
+            rated_then = int(((g_times <= t) & (g_entry < t)).sum())  # of those, rated by t
+            if existing - rated_then < n_neg:
                 continue  # too early in the data for enough negatives
             negs: list = []
             while len(negs) < n_neg:
-                cand = catalogue[rng.integers(0, existing, size=2 * n_neg)]
-                negs += [c for c in cand if c not in rated and c not in negs][:n_neg - len(negs)]
-            rows.append({"impression_id": f"{user}-{j}", "user_id": user, "split": split,
-                         "time": l_times[j], "history": [str(i) for i in history],
-                         "candidates": [str(l_items[j])] + [str(i) for i in negs],
-                         "labels": [1] + [0] * n_neg})
+                for c in catalogue[rng.integers(0, existing, size=2 * n_neg)]:
+                    if len(negs) < n_neg and c not in negs and not first_rated.get(c, t + 1) <= t:
+                        negs.append(c)
+            candidates = [g_items[j], *negs]
+            order = rng.permutation(len(candidates))
+            rows.append({"impression_id": f"{user}-{n}", "user_id": user, "split": split,
+                         "time": t, "history": [str(i) for i in history],
+                         "candidates": [str(candidates[o]) for o in order],
+                         "labels": [int(o == 0) for o in order]})
     if not rows:
         raise ValueError(f"{name}: no impressions could be built (min_history={min_history}, "
-                         f"like={like}); lower min_history or use more data")
+                         f"like={like}, min_item_ratings={min_item_ratings}); lower min_history "
+                         "or min_item_ratings, or use more data")
     items = items.assign(item_id=items["item_id"].astype(str))
     return ClickData(name, label, fields, items.reset_index(drop=True), pd.DataFrame(rows),
                      source=source)
@@ -270,27 +310,25 @@ def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: 
 
 def movielens_clicks(dataset: str = "movielens-small", *, min_item_ratings: int = 10,
                      max_users: int | None = None, seed: int = 0, **kwargs) -> ClickData:
-    """The embedded MovieLens data as a click task (movie: title, year, genres). Movies with
-    fewer than `min_item_ratings` ratings are left out (rare ones carry little signal and make
-    the item catalogue, hence the layer cache, larger); `max_users` keeps a seeded sample of
-    users (smoke preset)."""
+    """The embedded MovieLens data as a click task (movie: title, year, genres). A movie enters
+    the catalogue once it has `min_item_ratings` ratings (rare ones carry little signal and make
+    the catalogue, hence the layer cache, larger); `max_users` builds impressions for a seeded
+    sample of users only (smoke preset)."""
     from .data import load_ratings
 
     data = load_ratings(dataset)
-    counts = data.ratings["item_id"].value_counts()
-    keep = set(counts[counts >= min_item_ratings].index)
-    ratings = data.ratings[data.ratings["item_id"].isin(keep)]
+    users = None
     if max_users:
-        users = ratings["user_id"].drop_duplicates().sample(
-            min(max_users, ratings["user_id"].nunique()), random_state=seed)
-        ratings = ratings[ratings["user_id"].isin(set(users))]
-    items = data.items[data.items["item_id"].isin(keep)].copy()
+        all_users = data.ratings["user_id"].drop_duplicates()
+        users = all_users.sample(min(max_users, len(all_users)), random_state=seed)
+    items = data.items.copy()
     items["genres"] = items["genres"].str.replace("|", ", ", regex=False)
     items["year"] = items["year"].astype("Int64").astype(str).replace("<NA>", "")
-    return click_task(ratings, items, name=dataset, label="movie",
-                      fields=["title", "year", "genres"],
+    return click_task(data.ratings, items, name=dataset, label="movie",
+                      fields=["title", "year", "genres"], min_item_ratings=min_item_ratings,
+                      users=users, seed=seed,
                       source=f"{data.source_sha256[:16]}-min{min_item_ratings}-u{max_users}",
-                      seed=seed, **kwargs)
+                      **kwargs)
 
 
 def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> ClickData:
@@ -362,7 +400,8 @@ def item_texts(data: ClickData, max_chars: int = 400) -> dict[str, str]:
 def training_samples(impressions: pd.DataFrame, negatives: int = 4, seed: int = 0) -> pd.DataFrame:
     """One row per clicked candidate: it first, then `negatives` unclicked candidates of the same
     impression (drawn with replacement when the impression shows fewer) — the paper's "4
-    negatives per positive". Rows already shaped that way come out unchanged."""
+    negatives per positive". An impression with one click and `negatives` others keeps them.
+    (The click model scores each candidate on its own, so the order here changes nothing.)"""
     rng = np.random.default_rng(seed)
     rows = []
     for row in impressions.to_dict("records"):
@@ -375,7 +414,7 @@ def training_samples(impressions: pd.DataFrame, negatives: int = 4, seed: int = 
         if not pos or not neg:
             continue
         for k, p in enumerate(pos):
-            if len(pos) == 1 and len(neg) == negatives and labels[0] == 1:
+            if len(pos) == 1 and len(neg) == negatives:
                 picked = neg
             else:
                 picked = list(rng.choice(neg, negatives, replace=len(neg) < negatives))
@@ -385,23 +424,51 @@ def training_samples(impressions: pd.DataFrame, negatives: int = 4, seed: int = 
     return pd.DataFrame(rows, columns=impressions.columns)
 
 
-def with_splits(data: ClickData, n_val: int = 1000, seed: int = 0) -> ClickData:
-    """Make sure there are train, val and test impressions: without a "val" split, `n_val`
-    training impressions (a seeded sample) become validation ones; without a "test" split the
-    validation impressions are the test set (MIND's dev set is its usual test set)."""
+def with_splits(data: ClickData, n_val: int = 1000, n_test: int = 2000,
+                min_test: int = 30) -> ClickData:
+    """Train, validation and test impressions, with no test impression ever used for a choice.
+
+    - Unlabeled impressions (the official MIND test set) can be neither scored nor used to
+      choose: they are dropped and counted in `skipped["unlabeled_impressions"]`.
+    - Test: the labelled "test" split if there is one; else the "val" split (MIND's dev set,
+      its usual test set); else the latest `n_test` training impressions (by time).
+    - Validation: the "val" split if it is not the test set; else the latest `n_val` of the
+      remaining training impressions, so it is carved out of MIND-train, like MIND-dev, from
+      its last days.
+    Fewer than `min_test` test impressions, or no training impression left, is refused."""
     imp = data.impressions.copy()
+    skipped = dict(data.skipped)
+    unlabeled = imp["labels"].isna()
+    if unlabeled.any():
+        skipped["unlabeled_impressions"] = int(unlabeled.sum())
+        imp = imp[~unlabeled]
     splits = set(imp["split"])
     if "train" not in splits:
-        raise ValueError(f"{data.name}: no training impressions (splits: {sorted(splits)})")
-    if "val" not in splits:
-        train = imp.index[imp["split"] == "train"]
-        chosen = np.random.default_rng(seed).choice(train, min(n_val, len(train) // 10 or 1),
-                                                    replace=False)
-        imp.loc[chosen, "split"] = "val"
+        raise ValueError(f"{data.name}: no training impressions (labelled splits: "
+                         f"{sorted(splits) or 'none'}); give a MIND train folder as 'train'")
+
+    def carve(n: int, name: str) -> None:
+        train = imp[imp["split"] == "train"].sort_values(["time", "impression_id"], kind="stable")
+        imp.loc[train.index[len(train) - min(n, len(train)):], "split"] = name
+
     if "test" not in splits:
-        imp = pd.concat([imp, imp[imp["split"] == "val"].assign(split="test")], ignore_index=True)
-    return ClickData(data.name, data.label, data.fields, data.items, imp, data.skipped,
-                     data.source)
+        if "val" in splits:
+            imp.loc[imp["split"] == "val", "split"] = "test"
+            splits.discard("val")
+        else:
+            carve(n_test, "test")
+    if "val" not in splits:
+        carve(n_val, "val")
+    counts = imp["split"].value_counts()
+    if counts.get("train", 0) == 0:
+        raise ValueError(f"{data.name}: no training impressions are left after holding out "
+                         f"{counts.get('val', 0)} for validation and {counts.get('test', 0)} for "
+                         "test; lower n_val / n_test or use more data")
+    if counts.get("test", 0) < min_test:
+        raise ValueError(f"{data.name}: only {counts.get('test', 0)} test impressions; fewer than "
+                         f"min_test={min_test} cannot tell methods apart. Use more users or data")
+    return ClickData(data.name, data.label, data.fields, data.items,
+                     imp.reset_index(drop=True), skipped, data.source)
 
 
 def restrict_items(data: ClickData, *impressions: pd.DataFrame) -> ClickData:

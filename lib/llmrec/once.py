@@ -350,8 +350,8 @@ def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: i
 
 def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.DataFrame,
                       config: ClickConfig, desc: str = "training") -> pd.DataFrame:
-    """Adam on the softmax cross-entropy over each impression's candidates (the clicked one is
-    first); validation AUC after each epoch; the best epoch's weights are kept (early stopping).
+    """Adam on the softmax cross-entropy over each impression's candidates (one of them clicked:
+    `training_samples` shapes them so); validation AUC after each epoch; the best epoch's weights are kept (early stopping).
     Returns the history: epoch, step, examples_seen, train_loss, val_auc, seconds."""
     seed_everything(config.seed)
     index = _index(items)
@@ -373,7 +373,7 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
             part = train.iloc[order[s:s + config.batch_size]]
             inputs, history, cands = make_batch(part, items, index, config.history_len)
             scores = model(inputs, history, cands)
-            target = torch.zeros(len(part), dtype=torch.long)  # the clicked item is first
+            target = torch.tensor([labels.index(1) for labels in part["labels"]])
             loss = nn.functional.cross_entropy(scores, target)
             optimiser.zero_grad()
             loss.backward()
