@@ -126,6 +126,48 @@ def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def test_the_default_cache_is_exact_and_its_key_names_dtype_and_autocast(tiny, tmp_path):
+    lm = tiny["tiny-llama"]
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    default = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
+    exact = compute_hidden(lm, 2, enc, dtype=torch.float32, autocast=False)
+    assert all(a.dtype == torch.float32 and torch.equal(a, b) for a, b in zip(default, exact))
+    key = cache_mod.cache_key(lm, 2, enc, torch.float32, autocast=False)
+    assert key != cache_mod.cache_key(lm, 2, enc, torch.float32, autocast=True)
+    assert key != cache_mod.cache_key(lm, 2, enc, torch.bfloat16, autocast=False)
+    with pytest.raises(ValueError, match="AUTOCAST"):
+        cached_hidden(lm, 2, enc, name="t", folder=tmp_path, autocast="auto", verbose=False)
+
+
+def test_the_cache_key_fingerprints_every_frozen_weight(tiny):
+    lm = load_lm("tiny-llama", seed=0)
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    before = cache_mod.cache_key(lm, 2, enc, torch.float32)
+    with torch.no_grad():  # one value deep inside the last frozen layer
+        lm.model.model.layers[1].mlp.down_proj.weight[-1, -1] += 1.0
+    assert cache_mod.cache_key(lm, 2, enc, torch.float32) != before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong count", "wrong shape"])
+def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
+    lm = tiny["tiny-llama"]
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    first = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
+    (folder,) = tmp_path.iterdir()
+    if damage == "garbage":
+        (folder / "hidden.pt").write_bytes(b"not a tensor file")
+    elif damage == "empty":
+        (folder / "hidden.pt").write_bytes(b"")
+    elif damage == "wrong count":
+        torch.save(first[:-1], folder / "hidden.pt")
+    else:
+        torch.save([h[:-1] for h in first], folder / "hidden.pt")
+    again = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
+    assert len(again) == len(first) and all(torch.equal(a, b) for a, b in zip(first, again))
+    third = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)  # repaired
+    assert all(torch.equal(a, b) for a, b in zip(first, third))
+
+
 def test_cache_refuses_a_seq2seq_model(tiny):
     # decoder-only (03/04) and BERT-like encoders (06, tests/test_once.py) are cached; T5 is not
     with pytest.raises(ValueError, match="decoder-only or encoder"):

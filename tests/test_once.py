@@ -53,8 +53,8 @@ def test_cached_item_vectors_equal_the_full_forward(name, k, toy, tmp_path):
     lm = load_lm(name, seed=0)
     ids, enc = item_encodings(lm, toy)
     assert len({len(e) for e in enc}) > 1  # different lengths: padding is exercised
-    hidden = cached_hidden(lm, k, enc, name="t", dtype=torch.float32, folder=tmp_path,
-                           verbose=False)
+    hidden = cached_hidden(lm, k, enc, name="t", dtype=torch.float32, autocast=False,
+                           folder=tmp_path, verbose=False)
     cached_items, token_items = CachedItems(ids, hidden), TokenItems(ids, enc,
                                                                      lm.tokenizer.pad_token_id or 0)
     torch.manual_seed(0)

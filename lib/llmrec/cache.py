@@ -135,87 +135,107 @@ def top_layers_body(lm, top_layers: int) -> nn.Module:
     return _slice(_inner(lm), split, None, keep_norm=True, own_weights=True)
 
 
-def choose_autocast(run, preference: str | bool = "auto") -> bool:
-    """Whether to run in bf16 autocast on this CPU. "auto" times one batch both ways and keeps
-    the faster: processors with native bf16 (AVX512-BF16, AMX) gain up to 2x, others lose."""
-    if isinstance(preference, bool):
-        return preference
-    if preference != "auto":
-        raise ValueError(f"unknown AUTOCAST {preference!r}; use 'auto', True or False")
-    timings = {}
-    for use in (False, True, False, True):  # the first of each warms up
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use):
-            run()
-        timings[use] = time.perf_counter() - start
-    return timings[True] < 0.9 * timings[False]
+def _check_autocast(autocast) -> bool:
+    if not isinstance(autocast, bool):
+        raise ValueError(f"AUTOCAST must be True or False, got {autocast!r}: False (the default) "
+                         "stores exact float32 states; True runs the frozen layers in bf16 "
+                         "autocast, faster on CPUs with AVX512-BF16 or AMX but not exact")
+    return autocast
 
 
 @torch.no_grad()
 def compute_hidden(lm, top_layers: int, encodings: list[list[int]], batch_size: int = 16,
-                   dtype: torch.dtype = torch.bfloat16, desc: str = "caching",
-                   autocast: str | bool = "auto") -> list[torch.Tensor]:
+                   dtype: torch.dtype = torch.float32, desc: str = "caching",
+                   autocast: bool = False) -> list[torch.Tensor]:
     """The hidden state entering the first trained layer, one [length, dim] tensor per example.
-    Batches are formed from examples of similar length so that little is spent on padding. On
-    the CPU, bf16 autocast is used where it is faster (see choose_autocast)."""
+    Batches are formed from examples of similar length so that little is spent on padding. By
+    default exact: float32 computed and stored; `autocast=True` computes in bf16 on the CPU,
+    `dtype` sets what is stored."""
+    use_bf16 = _check_autocast(autocast)
     bottom = bottom_layers(lm, top_layers)
     order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
     out: list[torch.Tensor | None] = [None] * len(encodings)
     pad = lm.tokenizer.pad_token_id or 0
     device = next(lm.model.parameters()).device
     batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-
-    def run(idx):
-        batch = pad_batch([{"input_ids": encodings[i]} for i in idx], pad)
-        return bottom(input_ids=batch["input_ids"].to(device),
-                      attention_mask=batch["attention_mask"].to(device),
-                      use_cache=False).last_hidden_state
-
-    use_bf16 = device.type == "cpu" and choose_autocast(
-        lambda: run(batches[len(batches) // 2]), autocast)
     for idx in tqdm(batches, desc=desc + (" (bf16 autocast)" if use_bf16 else ""),
                     unit="batch", leave=False):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            hidden = run(idx)
+        batch = pad_batch([{"input_ids": encodings[i]} for i in idx], pad)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            hidden = bottom(input_ids=batch["input_ids"].to(device),
+                            attention_mask=batch["attention_mask"].to(device),
+                            use_cache=False).last_hidden_state
         for row, i in enumerate(idx):
             out[i] = hidden[row, :len(encodings[i])].to("cpu", dtype).clone()
     return out
 
 
-def cache_key(lm, top_layers: int, encodings: list[list[int]], dtype: torch.dtype) -> dict:
-    """What a cache depends on: the model, the split layer, the exact token ids, the dtype."""
+def cache_key(lm, top_layers: int, encodings: list[list[int]], dtype: torch.dtype,
+              autocast: bool = False) -> dict:
+    """What a cache depends on: the model (every weight of the frozen part), the split layer,
+    the exact token ids, how the states were computed (autocast) and stored (dtype)."""
     ids = hashlib.sha256()
     for e in encodings:
         ids.update(len(e).to_bytes(4, "little"))
         ids.update(torch.as_tensor(e, dtype=torch.int64).numpy().tobytes())
     weights = hashlib.sha256()
-    for name, p in list(lm.model.named_parameters())[:3]:  # the model's identity, cheaply
-        weights.update(name.encode())
-        weights.update(p.detach().float().flatten()[:4096].numpy().tobytes())
+    for name, t in bottom_layers(lm, top_layers).state_dict().items():
+        t = t.detach().cpu().contiguous()
+        weights.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        weights.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return {"format": CACHE_FORMAT, "model": lm.name, "n_layers": lm.model.config.num_hidden_layers,
             "split_layer": check_top_layers(lm, top_layers), "dtype": str(dtype),
+            "autocast": _check_autocast(autocast),
             "tokens_sha256": ids.hexdigest(), "weights_sha256": weights.hexdigest()}
 
 
+def _load_checked(path: Path, key: dict, encodings: list[list[int]], dim: int):
+    """The stored states if the manifest's key matches and every tensor has the expected count,
+    shape and dtype; None if there is no cache; ValueError saying what is wrong otherwise."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"unreadable manifest ({e})") from None
+    if manifest.get("key") != key:
+        raise ValueError("its manifest was made for other inputs")
+    try:
+        hidden = torch.load(path / "hidden.pt", weights_only=True)
+    except Exception as e:  # truncated, garbage, empty: pickle, EOF or zip errors
+        raise ValueError(f"hidden.pt cannot be read ({e.__class__.__name__}: {e})") from None
+    if not isinstance(hidden, list) or len(hidden) != len(encodings) \
+            or manifest.get("examples") != len(encodings):
+        raise ValueError(f"hidden.pt holds {len(hidden) if isinstance(hidden, list) else '?'} "
+                         f"states for {len(encodings)} examples")
+    for i, (h, e) in enumerate(zip(hidden, encodings)):
+        if not isinstance(h, torch.Tensor) or tuple(h.shape) != (len(e), dim) \
+                or str(h.dtype) != key["dtype"]:
+            raise ValueError(f"state {i} has shape {tuple(getattr(h, 'shape', ()))}, "
+                             f"expected {(len(e), dim)} {key['dtype']}")
+    return hidden
+
+
 def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
-                  batch_size: int = 16, dtype: torch.dtype = torch.bfloat16,
-                  autocast: str | bool = "auto", folder: Path | None = None,
+                  batch_size: int = 16, dtype: torch.dtype = torch.float32,
+                  autocast: bool = False, folder: Path | None = None,
                   verbose: bool = True) -> list[torch.Tensor]:
-    """compute_hidden, stored on disk with a manifest (model, layer, token ids, dtype): a later
-    call with the same inputs loads it; anything different (another template, layer, model or
-    set of examples) builds a new one."""
-    key = cache_key(lm, top_layers, encodings, dtype)
+    """compute_hidden, stored on disk with a manifest (model weights, layer, token ids, dtype,
+    autocast): a later call with the same inputs loads it; anything different (another template,
+    layer, model or set of examples) builds a new one. A damaged cache (unreadable, or a wrong
+    count or shape of states) is rebuilt, never used."""
+    key = cache_key(lm, top_layers, encodings, dtype, autocast)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = (folder or processed_dir() / "layer-cache") / f"{name}-{digest}"
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-        if manifest["key"] == key:
-            hidden = torch.load(path / "hidden.pt", weights_only=True)
-            if verbose:
-                print(f"{name}: loaded {len(hidden):,} cached states from {path}")
-            return hidden
-    except (OSError, json.JSONDecodeError, KeyError, RuntimeError):
-        pass
+        hidden = _load_checked(path, key, encodings, lm.hidden_size)
+    except ValueError as e:
+        print(f"{name}: the cache in {path} is not usable ({e}); rebuilding it")
+        hidden = None
+    if hidden is not None:
+        if verbose:
+            print(f"{name}: loaded {len(hidden):,} cached states from {path}")
+        return hidden
     start = time.perf_counter()
     hidden = compute_hidden(lm, top_layers, encodings, batch_size, dtype, desc=f"caching {name}",
                             autocast=autocast)
