@@ -40,3 +40,19 @@ def test_bootstrap_interval_contains_the_estimate_and_the_paired_difference_is_z
     low, high = bootstrap_interval(y, p, n_boot=300)
     assert low < rmse(y, p) < high
     assert bootstrap_interval(y, p, baseline=p, n_boot=50) == (0.0, 0.0)
+
+
+def test_bootstrap_resamples_users_when_users_have_several_test_ratings():
+    # global_time splits give a user several test ratings, whose errors go together: resampling
+    # ratings as if independent would understate the interval; resampling users does not
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(40), 20)
+    bias = rng.normal(0, 1.0, 40)[users]  # each user's errors share a bias
+    y = rng.integers(1, 6, len(users)).astype(float)
+    p = y + bias + rng.normal(0, 0.1, len(users))
+    low, high = bootstrap_interval(y, p, n_boot=300)
+    ulow, uhigh = bootstrap_interval(y, p, groups=users, n_boot=300)
+    assert uhigh - ulow > 2 * (high - low)
+    # one rating per user: the same draws, the same interval as resampling ratings
+    one = np.arange(len(y))
+    assert bootstrap_interval(y, p, groups=one, n_boot=50) == bootstrap_interval(y, p, n_boot=50)

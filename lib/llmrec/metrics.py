@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score, roc_auc_score
 
 LIKE_THRESHOLD = 4
@@ -60,20 +61,37 @@ def rating_metrics(y_true, y_pred) -> dict[str, float]:
             "auc": roc_auc(y_true, y_pred)}
 
 
-def bootstrap_interval(y_true, y_pred, metric=rmse, *, baseline=None, n_boot: int = 1000,
-                       level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(y_true, y_pred, metric=rmse, *, baseline=None, groups=None,
+                       n_boot: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of metric(y_pred) — or of metric(y_pred) - metric(baseline),
-    paired on the same resampled users, when `baseline` is given. It says how much of a
-    difference on a few hundred test users is noise."""
+    paired on the same resamples, when `baseline` is given. It says how much of a difference on
+    a few hundred test users is noise.
+
+    Without `groups` the test examples are resampled; with `groups` (a user id per example)
+    whole users are, with all their examples — use it when a user has several test ratings
+    (the global_time split), whose errors are not independent. With one example per user
+    (leave_last) both give the same interval."""
     y_true, y_pred = _check(y_true, y_pred)
+    if baseline is not None:
+        baseline = np.asarray(baseline, dtype=float)
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    members = None
+    if groups is not None:
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries for {n} examples")
+        codes = pd.factorize(np.asarray(groups))[0]
+        members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
     stats = np.empty(n_boot)
     for b in range(n_boot):
-        idx = rng.integers(0, n, n)
+        if members is None:
+            idx = rng.integers(0, n, n)
+        else:
+            idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
         value = metric(y_true[idx], y_pred[idx])
         if baseline is not None:
-            value -= metric(y_true[idx], np.asarray(baseline, dtype=float)[idx])
+            value -= metric(y_true[idx], baseline[idx])
         stats[b] = value
     alpha = (1 - level) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
