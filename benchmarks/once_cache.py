@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from llmrec.cache import cached_hidden
-from llmrec.clicks import movielens_clicks, restrict_items, training_samples, with_splits
+from llmrec.clicks import rating_clicks, restrict_items, training_samples, with_splits
 from llmrec.lm import load_lm
 from llmrec.once import CachedItems, TokenItems, build_encoder, item_encodings, time_encoder_steps
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
 
-    data = with_splits(movielens_clicks(history_len=5))
+    data = with_splits(rating_clicks(history_len=5))
     train = training_samples(data.split("train"), 4).sample(2000, random_state=0)
     data = restrict_items(data, train, data.split("val"), data.split("test"))
     rows = []

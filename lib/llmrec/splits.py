@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import RatingData, embedded_source_sha256, load_ratings
+from .data import RatingData, check_load_kwargs, load_ratings, source_sha256
 from .io import atomic_dir, sha256_file
 from .paths import processed_dir
 
@@ -244,16 +244,19 @@ def ensure_processed(dataset: str = "movielens-small", *, history_len: int = 5,
                                         min_history=min_history, max_users=max_users, seed=seed,
                                         load_kwargs=load_kwargs or {}, **split_kwargs),
                              default=str))
+    check_load_kwargs(dataset, load_kwargs or {})
     folder = processed_dir() / f"{dataset}-{_cache_key(params)}"
     if not rebuild:
         cached = _read(folder, params)
-        if cached is not None:
-            data_sha = cached.manifest["source_sha256"]
-            # A changed embedded data set invalidates the cache (checked without reloading it).
-            if dataset != "movielens-small" or data_sha == embedded_source_sha256():
-                if verbose:
-                    print(f"Loaded processed split from {folder}")
-                return cached
+        # A changed source (an edited CSV, another download) invalidates the cache: checked
+        # against the source files' checksums, without loading them.
+        if cached is not None and \
+                cached.manifest["source_sha256"] == source_sha256(dataset, **(load_kwargs or {})):
+            if verbose:
+                print(f"Loaded processed split from {folder}")
+            return cached
+        if cached is not None and verbose:
+            print(f"The source of {folder.name} changed since it was built: rebuilding it")
     data = load_ratings(dataset, **(load_kwargs or {}))
     processed = build_processed(data, history_len=history_len, split=split,
                                 min_history=min_history, max_users=max_users, seed=seed,
