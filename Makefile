@@ -37,7 +37,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not notebook"
+	$(PY) -m pytest -m "not notebook and not repro"
 
 repro: $(STAMP) models
 	$(PY) -m pytest -m repro -p no:cacheprovider tests/test_repro.py

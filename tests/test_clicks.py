@@ -324,3 +324,51 @@ def test_a_constant_scorer_gets_the_chance_value():
     m = impression_metrics([[1] + [0] * (n - 1)], [[0.0] * n])
     assert m["auc"] == 0.5
     assert m["mrr"] == pytest.approx(sum(1 / r for r in range(1, n + 1)) / n)  # H_n / n
+
+
+def test_mind_download_unpacks_atomically_and_checks_the_archive(tmp_path, monkeypatch):
+    import hashlib
+    import io
+    import zipfile
+
+    import llmrec.clicks as clicks_mod
+    import llmrec.data as data_mod
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in ("news.tsv", "behaviors.tsv"):
+            zf.write(MIND / "train" / name, name)
+    good = buf.getvalue()
+    monkeypatch.setattr(data_mod, "_download_url", lambda url, dest, **k: dest.write_bytes(good))
+    # an unzip killed half-way left a folder with part of the files: it is not trusted
+    target = tmp_path / "small-train"
+    target.mkdir()
+    (target / "behaviors.tsv").write_text("1\tU1\t11/11/2019 9:05:58 AM\t\tN1-1\n")
+    folder = clicks_mod.download_mind("small-train", folder=target)
+    assert (folder / "news.tsv").read_bytes() == (MIND / "train" / "news.tsv").read_bytes()
+    assert (folder / ".complete").is_file()
+    # a known checksum that does not match refuses the archive, and deletes it
+    other = tmp_path / "other"
+    with pytest.raises(ValueError, match="sha256"):
+        clicks_mod.download_mind(url="https://example.invalid/x.zip", folder=other,
+                                 sha256="0" * 64)
+    assert not other.exists() and not other.with_suffix(".zip").exists()
+    fine = clicks_mod.download_mind(url="https://example.invalid/x.zip", folder=other,
+                                    sha256=hashlib.sha256(good).hexdigest())
+    assert (fine / "behaviors.tsv").is_file()
+
+
+def test_mind_offline_says_to_pass_local_folders(tmp_path, monkeypatch):
+    import llmrec.clicks as clicks_mod
+    import llmrec.data as data_mod
+
+    def offline(url, dest, **k):
+        raise ConnectionError("could not download: no network")
+    monkeypatch.setattr(data_mod, "_download_url", offline)
+    with pytest.raises(ConnectionError, match=r"DATA_PATHS.*train.*val"):
+        clicks_mod.download_mind("small-train", folder=tmp_path / "m")
+
+
+def test_click_data_repr_of_an_empty_behaviors_file(tmp_path):
+    (tmp_path / "news.tsv").write_text((MIND / "train" / "news.tsv").read_text())
+    (tmp_path / "behaviors.tsv").write_text("")
+    assert "impressions none" in repr(load_mind({"train": tmp_path}))

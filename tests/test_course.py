@@ -112,3 +112,64 @@ def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, monkeypat
     assert str(root / "runs" / "tiny" / "01_fails.ipynb") in message
     assert not (root / "runs" / "tiny" / "02_never_runs.ipynb").exists()
     assert not (root / "notebooks" / "should-not-run").exists()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"EPOCHS": "ten"}, r"02_baselines.EPOCHS: 'ten' is a str; expected an int"),
+    ({"EPOCHS": 0}, r"02_baselines.EPOCHS: 0 must be at least 1"),
+    ({"EPOCHS": 2.5}, r"02_baselines.EPOCHS: 2.5 is a float; expected an int"),
+    ({"N_BOOT": "all"}, r"02_baselines.N_BOOT: 'all' is a str; expected an int \(its default"),
+    ({"EPOCHS": None}, r"02_baselines.EPOCHS: None is a NoneType; expected an int"),
+])
+def test_parameter_values_are_type_checked_before_any_run(tmp_path, values, message):
+    preset = _preset(tmp_path, {"notebooks": {"02_baselines": values}})
+    with pytest.raises(PresetError, match=message):
+        resolve_parameters(preset, select_notebooks(None))
+
+
+def test_good_values_of_other_types_pass():
+    params = course.notebook_parameters(notebooks_dir() / "03_flan_t5_classification.ipynb")
+    ok = {"N_TRAIN": None, "LR": 1, "TOP_LAYERS": None, "MODEL": "tiny-t5", "LORA": True,
+          "N_SHOTS": 0, "SEED": 0}
+    assert course.parameter_errors("03_flan_t5_classification", params, ok) == []
+
+
+def test_a_notebook_checks_its_own_parameters(monkeypatch):
+    # `papermill ... -p EPOCHS abc` bypasses the runner: the notebook's set-up cell checks
+    namespace = {"EPOCHS": "abc", "SEED": 0, "PRESET": "smoke"}
+    with pytest.raises(PresetError, match="02_baselines.EPOCHS: 'abc' is a str"):
+        course.check_parameters("02_baselines", namespace)
+    course.check_parameters("02_baselines", {"EPOCHS": 3, "SEED": 1})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("common:\n  SEED: [1, 2\n", r"not valid YAML.*line"),
+    ("- SEED: 1\n- EPOCHS: 2\n", r"must be a mapping .*found a list"),
+    ("common: [SEED]\n", r"common must be a mapping"),
+])
+def test_malformed_preset_files_are_refused_clearly(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(PresetError, match=message):
+        load_preset(str(path))
+
+
+def test_the_runner_checks_models_and_folders_before_it_starts(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(course, "_execute", lambda *a, **k: started.append(a))
+    from llmrec import system
+
+    def missing(alias):
+        raise FileNotFoundError(f"the packaged model {alias!r} is not installed")
+    monkeypatch.setattr(system, "locate_packaged_model", missing)
+    with pytest.raises(PresetError, match="smollm2-135m.*not installed"):
+        course.run_course("laptop", only=["00"])
+    assert started == []
+    monkeypatch.undo()
+    monkeypatch.setattr(course, "_execute", lambda *a, **k: started.append(a))
+    blocked = tmp_path / "a-file"  # a file where a folder should be: no user can write there
+    blocked.write_text("")
+    monkeypatch.setattr(course, "results_dir", lambda preset: blocked / "results")
+    with pytest.raises(PresetError, match=r"a-file/results.*cannot be written"):
+        course.run_course("smoke", only=["00"])
+    assert started == []

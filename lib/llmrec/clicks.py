@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import sha256_file
+from .io import atomic_dir, sha256_file
 
 MIND_NEWS_COLUMNS = ["news_id", "category", "subcategory", "title", "abstract", "url",
                      "title_entities", "abstract_entities"]
@@ -145,7 +145,8 @@ def read_mind_behaviors(path: str | Path) -> pd.DataFrame:
         if pd.isna(rows[-1]["time"]):
             raise MalformedLine(f"{path}, line {number}: time {time!r} is not like "
                                 "'11/15/2019 8:55:22 AM'")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=MIND_BEHAVIOR_COLUMNS[:3] + ["history", "candidates",
+                                                                   "labels"])
 
 
 def _drop_unknown(impressions: pd.DataFrame, known: set) -> tuple[pd.DataFrame, dict]:
@@ -192,9 +193,13 @@ def load_mind(folders: dict[str, str | Path], name: str = "mind") -> ClickData:
 
 
 def download_mind(which: str = "small-train", url: str | None = None,
-                  folder: str | Path | None = None) -> Path:
+                  folder: str | Path | None = None, sha256: str | None = None) -> Path:
     """Download and unpack an official MIND archive (`which` names one of MIND_URLS, or give
-    `url`) into folder (default: <data cache>/raw/mind/<which>); returns the unpacked folder."""
+    `url`) into folder (default: <data cache>/raw/mind/<which>); returns the unpacked folder.
+
+    The archive is checked against `sha256` when it is known, and unpacked into a temporary
+    folder that takes the final name only once complete (marked by a `.complete` file): an
+    interrupted unzip is never trusted, it is unpacked again."""
     from .data import _download_url
     from .paths import raw_dir
 
@@ -203,15 +208,26 @@ def download_mind(which: str = "small-train", url: str | None = None,
         raise ValueError(f"unknown MIND archive {which!r}; choose one of {sorted(MIND_URLS)} or "
                          "pass url=")
     target = Path(folder) if folder else raw_dir() / "mind" / which
-    if (target / "behaviors.tsv").is_file():
+    if (target / ".complete").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     archive = target.with_suffix(".zip")
     if not archive.is_file():
-        _download_url(url, archive)
+        try:
+            _download_url(url, archive)
+        except ConnectionError as e:
+            raise ConnectionError(
+                f"{e}\nWithout the network, download MIND elsewhere, unpack it, and pass the "
+                "folders: DATA_PATHS = {'train': 'path/MINDsmall_train', 'val': "
+                "'path/MINDsmall_dev'}") from None
+    if sha256 and sha256_file(archive) != sha256:
+        archive.unlink()
+        raise ValueError(f"{archive}: its sha256 does not match the expected {sha256} (a partial "
+                         "or altered download); it was deleted, run again to download it anew")
     try:
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(target)
+        with zipfile.ZipFile(archive) as zf, atomic_dir(target) as tmp:
+            zf.extractall(tmp)
+            (tmp / ".complete").write_text(url + "\n")
     except zipfile.BadZipFile:
         archive.unlink()
         raise ValueError(f"{archive} is not a valid zip (a partial download?); it was deleted, "

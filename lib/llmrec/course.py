@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import notebooks_dir, presets_dir, runs_dir
+from .paths import notebooks_dir, presets_dir, results_dir, runs_dir
 
 PRESET_PARAMETER = "PRESET"  # every notebook declares it; the runner always sets it
 
@@ -58,13 +58,28 @@ def load_preset(name_or_path: str) -> dict:
     if not path.is_file():
         raise PresetError(f"unknown preset {name_or_path!r}: {path} does not exist. "
                           f"Presets: {', '.join(list_presets())}")
-    preset = yaml.safe_load(path.read_text()) or {}
+    try:
+        preset = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PresetError(f"{path} is not valid YAML{where}: "
+                          f"{getattr(e, 'problem', None) or e}") from None
+    if not isinstance(preset, dict):
+        raise PresetError(f"{path}: a preset must be a mapping (description, requires_models, "
+                          f"common, notebooks), found a {type(preset).__name__}")
     unknown = set(preset) - {"description", "requires_models", "common", "notebooks"}
     if unknown:
         raise PresetError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: "
                           "description, requires_models, common, notebooks")
-    preset.setdefault("common", {})
-    preset.setdefault("notebooks", {})
+    for key, kind in (("common", dict), ("notebooks", dict), ("requires_models", list)):
+        value = preset.get(key)
+        if value is not None and not isinstance(value, kind):
+            shape = "a mapping of NAME: value" if kind is dict else "a list of model names"
+            raise PresetError(f"{path}: {key} must be {shape}, found {value!r}")
+    preset["common"] = preset.get("common") or {}
+    preset["notebooks"] = preset.get("notebooks") or {}
+    preset["requires_models"] = preset.get("requires_models") or []
     preset["name"] = path.stem
     preset["path"] = str(path)
     return preset
@@ -98,6 +113,58 @@ def notebook_parameters(notebook: Path) -> dict[str, dict]:
     return params
 
 
+# Integer parameters whose default is positive must stay >= 1, except these, where 0 means
+# something (no demonstrations; no trained layer; no minimum number of steps).
+ZERO_ALLOWED = {"N_SHOTS", "TOP_LAYERS", "BASELINE_MIN_STEPS", "LM_MIN_STEPS"}
+_TYPE_NAMES = {bool: "a bool (True/False)", int: "an int", float: "a float (or an int)",
+               str: "a str", list: "a list", dict: "a dict"}
+
+
+def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list[str]:
+    """What is wrong with `values` for the notebook `stem`, judged by the type of each
+    parameter's default in its parameters cell (and None where the default or its comment
+    allows it); counts that default to a positive number must stay positive."""
+    import ast
+
+    errors = []
+    for name, value in values.items():
+        if name not in declared:
+            continue
+        default = ast.literal_eval(declared[name]["default"])
+        if default is None:
+            continue  # the cell does not say what else it takes
+        kind = type(default)
+        allow_none = "None" in (declared[name].get("help") or "")
+        ok = (value is None and allow_none) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is float else isinstance(value, kind) and
+            (kind is bool or not isinstance(value, bool)))
+        if not ok:
+            expected = _TYPE_NAMES.get(kind, kind.__name__) + (" or None" if allow_none else "")
+            errors.append(f"{stem}.{name}: {value!r} is a {type(value).__name__}; expected "
+                          f"{expected} (its default is {default!r})")
+            continue
+        if value is None or kind is bool or not isinstance(default, (int, float)) or default <= 0:
+            continue
+        if kind is int and name not in ZERO_ALLOWED and value < 1:
+            errors.append(f"{stem}.{name}: {value!r} must be at least 1")
+        elif kind is float and value <= 0:
+            errors.append(f"{stem}.{name}: {value!r} must be greater than 0")
+        elif name in ZERO_ALLOWED and value < 0:
+            errors.append(f"{stem}.{name}: {value!r} must be 0 or more")
+    return errors
+
+
+def check_parameters(notebook: str, namespace: dict) -> None:
+    """Called by each notebook's set-up cell: the same checks as the runner's, for values set
+    another way (`papermill -p EPOCHS abc`, or an edited parameters cell). Raises PresetError."""
+    declared = notebook_parameters(notebooks_dir() / f"{notebook}.ipynb")
+    errors = parameter_errors(notebook, declared,
+                              {k: namespace[k] for k in declared if k in namespace})
+    if errors:
+        raise PresetError("bad parameter value(s):\n  - " + "\n  - ".join(errors))
+
+
 def resolve_parameters(preset: dict, notebooks: list[Path]) -> dict[str, dict]:
     """The parameters each notebook gets from `preset`; refuses unknown names before any run."""
     declared = {nb.stem: notebook_parameters(nb) for nb in list_notebooks()}
@@ -121,12 +188,16 @@ def resolve_parameters(preset: dict, notebooks: list[Path]) -> dict[str, dict]:
         raise PresetError(f"preset {preset['name']!r} ({preset['path']}) is refused:\n  - "
                           + "\n  - ".join(errors))
     plan = {}
-    for nb in notebooks:
-        params = {k: v for k, v in preset["common"].items() if k in declared[nb.stem]}
-        params.update(preset["notebooks"].get(nb.stem) or {})
+    for stem in declared:
+        params = {k: v for k, v in preset["common"].items() if k in declared[stem]}
+        params.update(preset["notebooks"].get(stem) or {})
         params[PRESET_PARAMETER] = preset["name"]
-        plan[nb.stem] = params
-    return plan
+        errors += parameter_errors(stem, declared[stem], params)
+        plan[stem] = params
+    if errors:
+        raise PresetError(f"preset {preset['name']!r} ({preset['path']}) is refused:\n  - "
+                          + "\n  - ".join(errors))
+    return {nb.stem: plan[nb.stem] for nb in notebooks}
 
 
 def select_notebooks(only: list[str] | None) -> list[Path]:
@@ -143,6 +214,41 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return sorted(chosen)
 
 
+def preflight(cfg: dict) -> None:
+    """Before any notebook runs: the preset's packaged models are installed, and the folders
+    the run writes to (runs/, results/) can be written. Raises PresetError saying what to do."""
+    import os
+
+    from . import system
+
+    errors = []
+    for alias in cfg["requires_models"]:
+        try:
+            system.locate_packaged_model(alias)
+        except (FileNotFoundError, ValueError) as e:
+            errors.append(str(e))
+    for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(folder, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            errors.append(f"{folder} cannot be written: the run records its notebooks and "
+                          f"results there. Make it writable, or run from a writable copy of "
+                          f"the kit")
+    if errors:
+        raise PresetError(f"preset {cfg['name']!r} cannot run yet:\n  - " + "\n  - ".join(errors))
+
+
+def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(str(notebook), str(out), parameters=parameters,
+                        cwd=str(notebooks_dir()), progress_bar=False, log_output=log_output,
+                        kernel_name="python3")
+
+
 def run_course(preset: str = "laptop", only: list[str] | None = None,
                log_output: bool = False) -> list[Path]:
     """Run the selected notebooks in order; stop at the first failure with a clear error."""
@@ -152,8 +258,8 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     cfg = load_preset(preset)
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
+    preflight(cfg)
     out_dir = runs_dir(cfg["name"])
-    out_dir.mkdir(parents=True, exist_ok=True)
     executed = []
     bar = tqdm(notebooks, desc=f"course [{cfg['name']}]", unit="notebook")
     for nb in bar:
@@ -161,9 +267,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
         out = out_dir / nb.name
         start = time.perf_counter()
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=plan[nb.stem],
-                                cwd=str(notebooks_dir()), progress_bar=False,
-                                log_output=log_output, kernel_name="python3")
+            _execute(nb, out, plan[nb.stem], log_output)
         except pm.PapermillExecutionError as e:
             first_line = (e.source or "").strip().splitlines()[:1]
             raise NotebookFailed(

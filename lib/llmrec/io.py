@@ -22,16 +22,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _check_writable(folder: Path) -> None:
+    from .paths import cache_dir
+
+    inside_cache = folder.resolve().is_relative_to(cache_dir().resolve())
+    fix = ("Point the data cache elsewhere with LLMREC_DATA_DIR=/a/writable/path, or fix the "
+           "folder's permissions." if inside_cache else
+           "Fix the folder's permissions, or run from a writable copy of the kit (runs/ and "
+           "results/ live in the kit's folder).")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PermissionError(
-            f"Cannot create the folder {folder} ({e.strerror}). Point the cache elsewhere with "
-            f"LLMREC_DATA_DIR=/a/writable/path, or fix the folder's permissions.") from e
+        raise PermissionError(f"Cannot create the folder {folder} ({e.strerror}). {fix}") from e
     if not os.access(folder, os.W_OK):
-        raise PermissionError(
-            f"The folder {folder} is not writable. Point the cache elsewhere with "
-            f"LLMREC_DATA_DIR=/a/writable/path, or fix the folder's permissions.")
+        raise PermissionError(f"The folder {folder} is not writable. {fix}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -42,6 +51,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600: give what open() would have
     try:
         yield tmp
         os.replace(tmp, path)
@@ -55,6 +65,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     _check_writable(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give what mkdir() would have
     try:
         yield tmp
         if path.exists():
@@ -68,8 +79,3 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

@@ -28,7 +28,6 @@ from .io import atomic_dir
 from .paths import repo_root
 from .system import PACKAGED_MODELS, locate_packaged_model
 
-FAMILIES = ("seq2seq", "causal", "encoder")
 SYSTEM_PROMPT = "You predict how users rate items, on a scale from 1 to 5."
 
 # Short names for models the kit knows. Hub ids and local folders work too.
@@ -158,6 +157,68 @@ def _family_of(config) -> str:
     return "encoder"
 
 
+@functools.lru_cache(maxsize=4)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hugging Face hub be reached (a TCP connection to its host within `timeout`)?
+    Asked once per process, so that an offline machine fails in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id that is no valid repo name, a broken cache
+        return False
+
+
+OFFLINE_ADVICE = ("Offline, use the packaged models smollm2-135m or minilm-l6 (`make models` "
+                  "installs them), or download the model where there is a network and pass its "
+                  "folder as the model name.")
+
+
+def check_model(name: str) -> dict:
+    """Where `name` would load from, checked in seconds and before any other work: a tiny model,
+    an installed packaged model, an existing folder, or a hub id that is in the local cache or
+    reachable. Raises FileNotFoundError / OSError saying what to do."""
+    if name in TINY_MODELS:
+        return {"source": name, "local_only": True}
+    if name in PACKAGED_MODELS:
+        locate_packaged_model(name)  # raises with the install command
+        return {"source": name, "local_only": True}
+    looks_local = name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()
+    if looks_local:
+        if not Path(name).expanduser().is_dir():
+            raise FileNotFoundError(f"model folder {name} does not exist")
+        return {"source": str(Path(name).expanduser()), "local_only": True}
+    source = HUB_ALIASES.get(name, name)
+    if _in_hub_cache(source):
+        return {"source": source, "local_only": not hub_reachable()}
+    known = ", ".join([*TINY_MODELS, *PACKAGED_MODELS, *HUB_ALIASES])
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        what = (f"{name!r} is {source} on the Hugging Face hub" if name in HUB_ALIASES else
+                f"{name!r} is not a model the kit knows ({known}), nor a local folder")
+        raise OSError(f"{what}, and HF_HUB_OFFLINE=1 forbids downloading it: it is not in the "
+                      f"local cache. {OFFLINE_ADVICE}")
+    if not hub_reachable():
+        what = (f"{name!r} is {source} on the Hugging Face hub" if name in HUB_ALIASES else
+                f"{name!r} is neither a model the kit knows ({known}) nor a local folder; as a "
+                f"hub id it")
+        raise OSError(f"{what}, which cannot be reached from here (no connection within "
+                      f"3 s), and it is not in the local cache. {OFFLINE_ADVICE} Set "
+                      f"HF_HUB_OFFLINE=1 to skip the network altogether.")
+    return {"source": source, "local_only": False}
+
+
 def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:
     """Load a model and its tokenizer by alias, hub id or local folder (see the module doc)."""
     from transformers import (
@@ -170,27 +231,22 @@ def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> Lo
 
     if name in TINY_MODELS:
         return _tiny(name, seed)
-    if name in PACKAGED_MODELS:
-        source = str(packaged_model_folder(name))
-    else:
-        source = HUB_ALIASES.get(name, name)
-        looks_local = name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()
-        if looks_local and not Path(name).expanduser().is_dir():
-            raise FileNotFoundError(f"model folder {name} does not exist")
+    where = check_model(name)
+    source = str(packaged_model_folder(name)) if name in PACKAGED_MODELS else where["source"]
+    local = {"local_files_only": True} if where["local_only"] else {}
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, **local)
     except OSError as e:
         raise OSError(
-            f"could not load model {name!r} ({e.__class__.__name__}). It is neither a known alias "
-            f"({', '.join([*TINY_MODELS, *PACKAGED_MODELS, *HUB_ALIASES])}), nor a local folder, "
-            f"nor reachable on the Hugging Face hub. Offline, use the packaged models "
-            f"(smollm2-135m, minilm-l6; `make models` installs them).") from None
+            f"could not load model {name!r} from {source} ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}). Check the hub id or the folder. "
+            f"{OFFLINE_ADVICE}") from None
     family = _family_of(config)
     auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM,
             "encoder": AutoModel}[family]
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = auto.from_pretrained(source, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = auto.from_pretrained(source, **kwargs, **local)
+    tokenizer = AutoTokenizer.from_pretrained(source, **local)
     return LoadedLM(model, tokenizer, family, name)
 
 
