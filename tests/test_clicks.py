@@ -313,7 +313,7 @@ def test_ranking_metrics_give_ties_their_expected_value(labels, scores):
     assert mrr(labels, scores) == pytest.approx(_tie_broken_average(mrr, labels, scores))
     for k in (1, 3, 10):
         assert ndcg(labels, scores, k) == pytest.approx(
-            _tie_broken_average(lambda y, s: ndcg(y, s, k), labels, scores))
+            _tie_broken_average(lambda y, s, k=k: ndcg(y, s, k), labels, scores))
     m = impression_metrics([labels], [scores])
     from sklearn.metrics import roc_auc_score
     assert m["auc"] == pytest.approx(_tie_broken_average(roc_auc_score, labels, scores))

@@ -3,6 +3,7 @@
 import math
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,14 +29,29 @@ def _figures_exist(names, min_bytes):
         assert (run_figures_dir(PRESET) / f"{name}.png").stat().st_size > min_bytes, name
 
 
-def _finite(value):
+# Metric names whose value must be a finite number wherever they appear in a record; other
+# fields may be None by design (no GPU, no MF interval on a baseline row, no k for NAML).
+METRICS = {"rmse", "mae", "auc", "mrr", "ndcg@5", "ndcg@10", "val_rmse", "val_auc"}
+
+
+def _finite(value, key=None):
+    """True if every number is finite and no metric is missing. record._clean writes NaN and
+    infinity as null, so a metric that is None was NaN or infinite."""
     if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+        return all(_finite(v, k) for k, v in value.items())
     if isinstance(value, list):
-        return all(_finite(v) for v in value)
+        return all(_finite(v, key) for v in value)
+    if value is None:
+        return key not in METRICS
     if isinstance(value, float):
         return math.isfinite(value)
     return True
+
+
+def test_the_finiteness_check_can_fail():
+    assert _finite({"table": [{"rmse": 1.0, "vs_mf_low": None}], "gpu": None})
+    assert not _finite({"table": [{"rmse": None}]})  # a NaN metric, as recorded
+    assert not _finite({"runs": [{"auc": float("inf")}]})
 
 
 def test_every_notebook_ran_and_recorded(smoke_run):
@@ -64,10 +80,15 @@ def test_baseline_figure_and_csv(smoke_run):
     table = pd.read_csv(figures / "02_baselines.csv")
     assert table.method.tolist() == ["global average", "item average", "user average",
                                      "user + item bias", "MF", "MLP", "Transformer+MLP"]
-    assert table[["rmse", "mae"]].apply(lambda s: s.between(0, 4)).all().all()
-    assert table.auc.between(0, 1).all()
     assert (table.rmse_low <= table.rmse).all() and (table.rmse <= table.rmse_high).all()
-    assert table.loc[table.method == "global average", "auc"].item() == 0.5
+    # the global average recomputed here, from the split the notebook used, by hand
+    from llmrec.splits import ensure_processed
+    p = ensure_processed("movielens-small", history_len=5, max_users=40, seed=0, verbose=False)
+    mu = p.train_ratings()["rating"].mean()
+    y = p.split("test")["rating"].to_numpy()
+    row = table.set_index("method").loc["global average"]
+    assert row.rmse == pytest.approx(np.sqrt(np.mean((y - mu) ** 2)), rel=1e-5)
+    assert row.mae == pytest.approx(np.mean(np.abs(y - mu)), rel=1e-5)
     curves = pd.read_csv(figures / "02_learning_curves.csv")
     assert set(curves.method) == {"MF", "MLP", "Transformer+MLP"}
     assert curves.val_rmse.notna().all()
@@ -86,8 +107,13 @@ def test_language_model_notebooks(smoke_run):
     methods = set(t4.method)
     assert {"tiny-llama fine-tuned regression", "tiny-bert regression (prompt)",
             "tiny-bert regression (prompt + averages)", "tiny-t5 fine-tuned classification"} <= methods
-    assert any(m.startswith("average of MF and") for m in methods)
-    assert t4[["rmse", "mae"]].apply(lambda s: s.between(0, 4)).all().all()
+    # the blend averages two predictions: by convexity its RMSE is at most the mean of theirs
+    # (the MF that 04 trains itself, whose RMSE its record keeps beside the blend's)
+    (blend,) = [m for m in methods if m.startswith("average of MF and")]
+    rmse4 = pd.DataFrame(load_metrics("04_flan_t5_regression", PRESET)["metrics"]["versus_mf"])
+    rmse4 = rmse4.set_index("method").rmse
+    partner = blend.removeprefix("average of MF and ")
+    assert rmse4[blend] <= (rmse4["MF"] + rmse4[partner]) / 2 + 1e-9
     for name in ("03_loss_curves", "04_loss_curves"):
         curves = pd.read_csv(figures / f"{name}.csv")
         assert set(curves.curve.str.rsplit(", ", n=1).str[1]) == {"training", "validation"}
@@ -135,13 +161,17 @@ def test_once_dire_notebook(smoke_run):
     assert table.method.tolist() == ["Original NAML", "Original NRMS", "DIRE tiny-bert (k=1)",
                                      "DIRE tiny-llama (k=1)"]
     metrics = ["auc", "mrr", "ndcg@5", "ndcg@10"]
-    assert table[metrics].apply(lambda s: s.between(0, 1)).all().all()
-    assert (table["ndcg@5"] <= table["ndcg@10"] + 1e-9).all()
+    record = load_metrics("06_once_dire", PRESET)
+    runs = pd.DataFrame(record["metrics"]["runs"])
+    # the table is the mean over seeds of the runs it says it summarises
+    means = runs[runs.method.isin(table.method)].groupby("method")[metrics].mean()
+    pd.testing.assert_frame_equal(table.set_index("method")[metrics].sort_index(),
+                                  means.sort_index(), check_exact=False, rtol=1e-4,
+                                  check_names=False)
     ablation = pd.read_csv(figures / "06_ablation.csv")
     assert sorted(zip(ablation.k, ablation.lora)) == [(0, False), (1, False), (1, True)]
     speed = pd.read_csv(figures / "06_cache_speed.csv")
-    assert (speed.step_s > 0).all() and speed.theory.tolist()[0] == 1.0
-    record = load_metrics("06_once_dire", PRESET)
+    assert (speed.step_s > 0).all()
     assert len(record["metrics"]["runs"]) == 4 * 2 + 3  # 4 rows x 2 seeds; k=0, k=1 (reused), LoRA
 
 

@@ -35,10 +35,24 @@ def test_leave_last_split_invariants(synthetic):
     assert train.position.max() < ex[ex.split == "val"].position.min() or (
         train.groupby("user_idx").position.max()
         < ex[ex.split == "val"].set_index("user_idx").position).all()
-    # no val/test rating is ever a training target
-    held_out = set(zip(ex[ex.split != "train"].user_idx, ex[ex.split != "train"].position))
-    assert not held_out & set(zip(train.user_idx, train.position))
+    _held_out_never_seen_in_training(p)
     assert set(p.train_ratings()["split"]) == {"train"}
+
+
+def _held_out_never_seen_in_training(p):
+    """No held-out rating, identified by what it is (user, item, time) rather than by the row
+    it sits in, is a training target or appears in a training example's history."""
+    r, ex = p.ratings, p.examples
+    key = ["user_id", "item_id", "timestamp"]
+    held = set(map(tuple, r.loc[r.split != "train", key].to_numpy().tolist()))
+    assert held, "the split held nothing out"
+    train = ex[ex.split == "train"]
+    assert not held & set(map(tuple, train[key].to_numpy().tolist()))
+    by_position = r.set_index(["user_idx", "position"])[key]
+    for k in range(p.history_len):
+        sub = train[train[f"hist_item_{k}"] > 0]
+        seen = by_position.loc[list(zip(sub.user_idx, sub.position - k - 1))]
+        assert not held & set(map(tuple, seen.to_numpy().tolist())), f"history slot {k}"
 
 
 def test_global_time_split_puts_nothing_after_the_cut_in_training(synthetic):
@@ -48,6 +62,7 @@ def test_global_time_split_puts_nothing_after_the_cut_in_training(synthetic):
     r = p.ratings
     assert r[r.split == "train"].timestamp.max() < r[r.split == "test"].timestamp.min()
     assert r[r.split == "train"].timestamp.max() < r[r.split == "val"].timestamp.min()
+    _held_out_never_seen_in_training(p)
 
 
 def test_real_data_has_one_test_and_one_val_example_per_user():
@@ -56,6 +71,7 @@ def test_real_data_has_one_test_and_one_val_example_per_user():
     assert counts["test"] == counts["val"] == 671
     assert counts["train"] == 100_004 - 3 * 671  # first ratings have no history
     _check_invariants(p)
+    _held_out_never_seen_in_training(p)
 
 
 def test_ties_are_ordered_deterministically():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def top_layers_body(lm, top_layers: int) -> nn.Module:
 
 def _check_autocast(autocast) -> bool:
     if not isinstance(autocast, bool):
-        raise ValueError(f"AUTOCAST must be True or False, got {autocast!r}: False (the default) "
+        raise TypeError(f"AUTOCAST must be True or False, got {autocast!r}: False (the default) "
                          "stores exact float32 states; True runs the frozen layers in bf16 "
                          "autocast, faster on CPUs with AVX512-BF16 or AMX but not exact")
     return autocast
@@ -202,7 +203,8 @@ def _load_checked(path: Path, key: dict, encodings: list[list[int]], dim: int):
         raise ValueError("its manifest was made for other inputs")
     try:
         hidden = torch.load(path / "hidden.pt", weights_only=True)
-    except Exception as e:  # truncated, garbage, empty: pickle, EOF or zip errors
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as e:
+        # garbage, an empty file, a truncated zip archive
         raise ValueError(f"hidden.pt cannot be read ({e.__class__.__name__}: {e})") from None
     if not isinstance(hidden, list) or len(hidden) != len(encodings) \
             or manifest.get("examples") != len(encodings):

@@ -188,11 +188,11 @@ def resolve_parameters(preset: dict, notebooks: list[Path]) -> dict[str, dict]:
         raise PresetError(f"preset {preset['name']!r} ({preset['path']}) is refused:\n  - "
                           + "\n  - ".join(errors))
     plan = {}
-    for stem in declared:
-        params = {k: v for k, v in preset["common"].items() if k in declared[stem]}
+    for stem, names in declared.items():
+        params = {k: v for k, v in preset["common"].items() if k in names}
         params.update(preset["notebooks"].get(stem) or {})
         params[PRESET_PARAMETER] = preset["name"]
-        errors += parameter_errors(stem, declared[stem], params)
+        errors += parameter_errors(stem, names, params)
         plan[stem] = params
     if errors:
         raise PresetError(f"preset {preset['name']!r} ({preset['path']}) is refused:\n  - "

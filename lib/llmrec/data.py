@@ -539,7 +539,7 @@ def check_load_kwargs(name: str, kwargs: dict) -> None:
 
     loader = _loader(name)
     if not isinstance(kwargs, dict):
-        raise ValueError(f"DATA_PATHS must be a dict of the loader's arguments, got {kwargs!r}")
+        raise TypeError(f"DATA_PATHS must be a dict of the loader's arguments, got {kwargs!r}")
     accepted = set(inspect.signature(loader).parameters) - {"name"}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:

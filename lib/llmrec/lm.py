@@ -177,7 +177,7 @@ def _in_hub_cache(repo_id: str) -> bool:
         from huggingface_hub import try_to_load_from_cache
 
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # an id that is no valid repo name, a broken cache
+    except (ValueError, OSError):  # an id that is no valid repo name, an unreadable cache
         return False
 
 
