@@ -57,6 +57,7 @@ bench: $(STAMP) models
 	$(PY) benchmarks/lm_training.py
 	$(PY) benchmarks/data_efficiency.py
 	$(PY) benchmarks/once_cache.py
+	$(PY) benchmarks/bad_inputs.py
 
 # Exact versions of a working install, as pip constraints (commit the result on purpose).
 lock: $(STAMP)

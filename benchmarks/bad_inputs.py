@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: str, limit: int = 400) -> str:
+    """The message on one line (a multi-line message's lines joined), cut at `limit`."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[0] if lines else "(no message)"
+    one = " ".join(lines) or "(no message)"
+    return one if len(one) <= limit else one[:limit] + " …"
 
 
 def attempt(fn) -> tuple[str, float]:
@@ -45,8 +47,10 @@ def papermill(notebook: str, *params: str, cwd: Path) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), check=False)
     if proc.returncode == 0:
         return "ok"
-    errors = [ln for ln in proc.stderr.splitlines() if "Error:" in ln or "Error " in ln]
-    raise RuntimeError(errors[-1] if errors else proc.stderr[-300:])
+    lines = proc.stderr.splitlines()
+    starts = [i for i, ln in enumerate(lines) if "Error:" in ln]
+    raise RuntimeError(" ".join(ln.strip() for ln in lines[starts[-1]:starts[-1] + 3])
+                       if starts else proc.stderr[-300:])
 
 
 def main() -> None:

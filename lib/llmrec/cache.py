@@ -205,7 +205,8 @@ def _load_checked(path: Path, key: dict, encodings: list[list[int]], dim: int):
         hidden = torch.load(path / "hidden.pt", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as e:
         # garbage, an empty file, a truncated zip archive
-        raise ValueError(f"hidden.pt cannot be read ({e.__class__.__name__}: {e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"hidden.pt cannot be read ({e.__class__.__name__}: {first})") from None
     if not isinstance(hidden, list) or len(hidden) != len(encodings) \
             or manifest.get("examples") != len(encodings):
         raise ValueError(f"hidden.pt holds {len(hidden) if isinstance(hidden, list) else '?'} "
