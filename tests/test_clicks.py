@@ -372,3 +372,10 @@ def test_click_data_repr_of_an_empty_behaviors_file(tmp_path):
     (tmp_path / "news.tsv").write_text((MIND / "train" / "news.tsv").read_text())
     (tmp_path / "behaviors.tsv").write_text("")
     assert "impressions none" in repr(load_mind({"train": tmp_path}))
+
+
+def test_training_samples_refuse_impressions_with_nothing_to_learn():
+    imp = pd.DataFrame({"impression_id": ["1"], "user_id": ["u"], "split": ["train"],
+                        "history": [[]], "candidates": [["a", "b"]], "labels": [[0, 0]]})
+    with pytest.raises(ValueError, match="no training samples.*clicked and an unclicked"):
+        training_samples(imp)

@@ -445,6 +445,9 @@ def training_samples(impressions: pd.DataFrame, negatives: int = 4, seed: int = 
             rows.append({**row, "impression_id": f"{row['impression_id']}-{k}",
                          "candidates": [p] + [str(c) for c in picked],
                          "labels": [1] + [0] * negatives})
+    if not rows:
+        raise ValueError(f"no training samples: none of the {len(impressions):,} training "
+                         "impressions has both a clicked and an unclicked candidate")
     return pd.DataFrame(rows, columns=impressions.columns)
 
 
