@@ -440,11 +440,12 @@ def load_amazon_books(ratings_path, meta_path) -> RatingData:
     known = ratings["item_id"].isin(items["item_id"])
     info = {"ratings_without_metadata_dropped": int((~known).sum())}
     return _finish("amazon-books", ratings[known], items, "stars",
-                   _amazon_sha(ratings_path, meta_path), info, where=str(ratings_path))
+                   _files_sha(ratings_path, meta_path), info, where=str(ratings_path))
 
 
-def _amazon_sha(ratings_path, meta_path) -> str:
-    return _sha256_text(sha256_file(ratings_path) + sha256_file(meta_path))
+def _files_sha(*paths) -> str:
+    """The identity of a data set made of local files (custom, amazon-books)."""
+    return _sha256_text("".join(sha256_file(p) for p in paths))
 
 
 # --------------------------------------------------------------------------- bring your own
@@ -475,10 +476,6 @@ def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataF
     raise ValueError(f"{path}: use a .csv/.tsv (optionally compressed) or .parquet file")
 
 
-def _custom_sha(ratings_path, items_path) -> str:
-    return _sha256_text(sha256_file(ratings_path) + sha256_file(items_path))
-
-
 def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict | None = None,
                 sep: str = ",", genre_sep: str = "|", encoding: str = "utf-8",
                 name: str = "custom") -> RatingData:
@@ -506,7 +503,7 @@ def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict
     if "genres" in items and genre_sep != "|":
         items["genres"] = items["genres"].fillna("").astype(str).map(
             lambda g: "|".join(x.strip() for x in g.split(genre_sep) if x.strip()))
-    return _finish(name, ratings, items, scale, _custom_sha(ratings_path, items_path),
+    return _finish(name, ratings, items, scale, _files_sha(ratings_path, items_path),
                    where=str(ratings_path))
 
 
@@ -565,12 +562,9 @@ def source_sha256(name: str, **kwargs) -> str | None:
     check_load_kwargs(name, kwargs)
     if name == "movielens-small":
         return embedded_source_sha256()
-    if name == "custom":
+    if name in _NEEDS:  # local files: custom, amazon-books
         paths = [resolve_data_path(kwargs[k]) for k in _NEEDS[name]]
-        return _custom_sha(*paths) if all(p.is_file() for p in paths) else None
-    if name == "amazon-books":
-        paths = [resolve_data_path(kwargs[k]) for k in _NEEDS[name]]
-        return _amazon_sha(*paths) if all(p.is_file() for p in paths) else None
+        return _files_sha(*paths) if all(p.is_file() for p in paths) else None
     sources = _sources(name, kwargs.get("source", "auto"))
     cached = [s for s in sources if (raw_dir() / s.filename).is_file()]
     return cached[0].sha256 if cached else None  # fetch() checks that sha256 on every load
