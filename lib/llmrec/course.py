@@ -120,6 +120,14 @@ _TYPE_NAMES = {bool: "a bool (True/False)", int: "an int", float: "a float (or a
                str: "a str", list: "a list", dict: "a dict"}
 
 
+def _type_ok(value, kind: type) -> bool:
+    """`value` fits a parameter whose default is of type `kind` (an int where a float is
+    expected; never a bool for a number, or a number for a bool)."""
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
 def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list[str]:
     """What is wrong with `values` for the notebook `stem`, judged by the type of each
     parameter's default in its parameters cell (and None where the default or its comment
@@ -135,11 +143,7 @@ def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list
             continue  # the cell does not say what else it takes
         kind = type(default)
         allow_none = "None" in (declared[name].get("help") or "")
-        ok = (value is None and allow_none) or (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is float else isinstance(value, kind) and
-            (kind is bool or not isinstance(value, bool)))
-        if not ok:
+        if not ((value is None and allow_none) or _type_ok(value, kind)):
             expected = _TYPE_NAMES.get(kind, kind.__name__) + (" or None" if allow_none else "")
             errors.append(f"{stem}.{name}: {value!r} is a {type(value).__name__}; expected "
                           f"{expected} (its default is {default!r})")
