@@ -217,9 +217,9 @@ def download_mind(which: str = "small-train", url: str | None = None,
             _download_url(url, archive)
         except ConnectionError as e:
             raise ConnectionError(
-                f"{e}\nWithout the network, download MIND elsewhere, unpack it, and pass the "
-                "folders: DATA_PATHS = {'train': 'path/MINDsmall_train', 'val': "
-                "'path/MINDsmall_dev'}") from None
+                f"MIND ({which}) cannot be downloaded here. Download it where there is a "
+                "network, unpack it, and pass the folders: DATA_PATHS = {'train': "
+                f"'path/MINDsmall_train', 'val': 'path/MINDsmall_dev'}}. The error: {e}") from None
     if sha256 and sha256_file(archive) != sha256:
         archive.unlink()
         raise ValueError(f"{archive}: its sha256 does not match the expected {sha256} (a partial "
