@@ -173,3 +173,18 @@ def test_the_runner_checks_models_and_folders_before_it_starts(tmp_path, monkeyp
     with pytest.raises(PresetError, match=r"a-file/results.*cannot be written"):
         course.run_course("smoke", only=["00"])
     assert started == []
+
+
+def test_the_runner_records_each_notebooks_wall_time(tmp_path, monkeypatch):
+    from llmrec.record import load_metrics, record_metrics
+    monkeypatch.setenv("LLMREC_ROOT", str(__import__("llmrec.paths", fromlist=["x"]).repo_root()))
+    monkeypatch.setattr(course, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr("llmrec.record.results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(course, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+
+    def fake(notebook, out, parameters, log_output):
+        record_metrics(notebook.stem, parameters["PRESET"], {"rmse": 1.0})
+    monkeypatch.setattr(course, "_execute", fake)
+    course.run_course("smoke", only=["02"])
+    record = load_metrics("02_baselines", "smoke")
+    assert record["metrics"] == {"rmse": 1.0} and record["wall_s"] >= 0

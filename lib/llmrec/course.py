@@ -5,7 +5,7 @@
     python -m llmrec.course --list                     # notebooks, presets, parameters
 
 Executed copies go to runs/<preset>/, figures to runs/<preset>/figures/, metrics to
-results/<preset>/<notebook>.json. A preset (presets/<name>.yaml) looks like this:
+results/<preset>/<notebook>.json (with the notebook's wall time, `wall_s`, as the runner saw it). A preset (presets/<name>.yaml) looks like this:
 
     description: one line
     requires_models: [smollm2-135m]      # packaged offline models the notebooks load
@@ -245,6 +245,20 @@ def preflight(cfg: dict) -> None:
         raise PresetError(f"preset {cfg['name']!r} cannot run yet:\n  - " + "\n  - ".join(errors))
 
 
+def _record_wall_time(stem: str, preset: str, seconds: float) -> None:
+    """Add the notebook's wall time, as the runner measured it (kernel start included), to the
+    results file it wrote: results/<preset>/<notebook>.json gets `wall_s`."""
+    import json
+
+    from .io import write_json
+
+    path = results_dir(preset) / f"{stem}.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        record["wall_s"] = round(seconds, 1)
+        write_json(path, record)
+
+
 def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> None:
     import papermill as pm
 
@@ -278,7 +292,9 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                 f"{nb.name} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
                 f"The cell begins: {first_line[0] if first_line else '(empty)'}\n"
                 f"The executed copy, with the traceback, is {out}") from None
-        bar.write(f"{nb.stem}: done in {time.perf_counter() - start:.0f} s -> {out}")
+        seconds = time.perf_counter() - start
+        _record_wall_time(nb.stem, cfg["name"], seconds)
+        bar.write(f"{nb.stem}: done in {seconds:.0f} s -> {out}")
         executed.append(out)
     return executed
 

@@ -43,11 +43,14 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     if set(ref.index) != set(run.index):
         problems.append(f"{name}: rows differ: missing {sorted(set(ref.index) - set(run.index))}, "
                         f"extra {sorted(set(run.index) - set(ref.index))}")
+    both = ref.index.intersection(run.index)
     for col, tol in spec["columns"].items():
-        both = ref.index.intersection(run.index)
+        if col not in run.columns:
+            problems.append(f"{name}: column {col} is missing from {run_csv}")
+            continue
         a, b = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float)
         allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * np.abs(a)
-        bad = ~(np.abs(a - b) <= allowed)
+        bad = ~((np.abs(a - b) <= allowed) | (np.isnan(a) & np.isnan(b)))  # both empty: same
         for idx in np.flatnonzero(bad):
             problems.append(f"{name}: {both[idx]} {col}: run {b[idx]:.4f} vs reference "
                             f"{a[idx]:.4f} (allowed ±{allowed[idx]:.4f})")
@@ -59,9 +62,33 @@ def checked_figures() -> list[str]:
                   for p in reference_figures_dir().glob("*.tolerance.yaml"))
 
 
+def changes(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
+    """Every checked number (the columns of its tolerance file) that a refresh would change:
+    `name: row column old -> new (difference)`, plus rows that appear or disappear."""
+    ref_dir, run_dir = reference_figures_dir(), run_figures_dir(preset)
+    spec = yaml.safe_load((ref_dir / f"{name}.tolerance.yaml").read_text())
+    if not (run_dir / f"{name}.csv").is_file() or not (ref_dir / f"{name}.csv").is_file():
+        return []
+    ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
+    run = pd.read_csv(run_dir / f"{name}.csv").set_index(spec["key"])
+    out = [f"{name}: row {i} is new" for i in run.index.difference(ref.index)]
+    out += [f"{name}: row {i} goes" for i in ref.index.difference(run.index)]
+    both = ref.index.intersection(run.index)
+    for col in [c for c in spec["columns"] if c in ref.columns and c in run.columns]:
+        a, b = ref.loc[both, col].astype(float), run.loc[both, col].astype(float)
+        same = (np.abs(a - b) < 5e-5) | (a.isna() & b.isna())  # equal at the printed digits
+        for i in both[~same.to_numpy()]:
+            old, new = float(a[i]), float(b[i])
+            out.append(f"{name}: {i} {col} {old:.4f} -> {new:.4f} ({new - old:+.4f})")
+    return out
+
+
 def refresh(preset: str = REFERENCE_PRESET) -> list[str]:
-    """Copy the run's figures (PNG + CSV) into figures/; tolerance files are kept as they are."""
+    """Copy the run's figures (PNG + CSV) into figures/; tolerance files are kept as they are.
+    First it prints every checked number that moves, for the note that explains them."""
     run_dir = run_figures_dir(preset)
+    moved = [c for name in checked_figures() for c in changes(name, preset)]
+    print("\n".join(["Numbers that move:", *moved]) if moved else "No checked number moves.")
     copied = []
     for path in sorted(run_dir.glob("*.png")) + sorted(run_dir.glob("*.csv")):
         shutil.copy2(path, reference_figures_dir() / path.name)

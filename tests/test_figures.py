@@ -1,0 +1,57 @@
+"""The reference-figure check on constructed CSVs: it must fail on every kind of drift."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from llmrec import figures
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    ref, run = tmp_path / "figures", tmp_path / "runs" / "figures"
+    ref.mkdir(parents=True)
+    run.mkdir(parents=True)
+    monkeypatch.setattr(figures, "reference_figures_dir", lambda: ref)
+    monkeypatch.setattr(figures, "run_figures_dir", lambda preset: run)
+    table = pd.DataFrame({"method": ["MF", "LM"], "rmse": [0.95, 1.05],
+                          "low": [0.90, float("nan")]})
+    table.to_csv(ref / "t.csv", index=False)
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
+        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "low": {"abs": 0.01}}}))
+    return ref, run, table
+
+
+def test_the_same_numbers_pass_nan_included(dirs):
+    _, run, table = dirs
+    table.assign(rmse=table.rmse + 0.005).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.assign(rmse=[0.95, 1.07]), r"LM rmse: run 1.0700 vs reference 1.0500"),
+    (lambda t: t.assign(low=[0.90, 0.5]), r"LM low: run 0.5000 vs reference nan"),
+    (lambda t: t.iloc[:1], r"missing \['LM'\]"),
+    (lambda t: pd.concat([t, t.iloc[:1].assign(method="new")]), r"extra \['new'\]"),
+    (lambda t: t.drop(columns="rmse"), r"column rmse is missing"),
+])
+def test_every_kind_of_drift_fails(dirs, change, message):
+    _, run, table = dirs
+    change(table).to_csv(run / "t.csv", index=False)
+    problems = figures.compare_figure("t")
+    assert any(__import__("re").search(message, p) for p in problems), problems
+
+
+def test_a_missing_run_figure_fails(dirs):
+    assert "is missing" in figures.compare_figure("t")[0]
+
+
+def test_refresh_says_which_numbers_move_before_it_copies(dirs, capsys):
+    ref, run, table = dirs
+    table.assign(rmse=[0.95, 1.02]).to_csv(run / "t.csv", index=False)
+    (run / "t.png").write_bytes(b"png")
+    changes = figures.changes("t")
+    assert changes == ["t: LM rmse 1.0500 -> 1.0200 (-0.0300)"]
+    figures.refresh()
+    assert "LM rmse 1.0500 -> 1.0200" in capsys.readouterr().out
+    assert pd.read_csv(ref / "t.csv").rmse.tolist() == [0.95, 1.02]
