@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .paths import cache_dir
+
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -22,8 +24,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _check_writable(folder: Path) -> None:
-    from .paths import cache_dir
-
     inside_cache = folder.resolve().is_relative_to(cache_dir().resolve())
     fix = ("Point the data cache elsewhere with LLMREC_DATA_DIR=/a/writable/path, or fix the "
            "folder's permissions." if inside_cache else

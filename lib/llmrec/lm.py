@@ -203,20 +203,16 @@ def check_model(name: str) -> dict:
     source = HUB_ALIASES.get(name, name)
     if _in_hub_cache(source):
         return {"source": source, "local_only": not hub_reachable()}
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not offline and hub_reachable():
+        return {"source": source, "local_only": False}
     known = ", ".join([*TINY_MODELS, *PACKAGED_MODELS, *HUB_ALIASES])
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        what = (f"{name!r} is {source} on the Hugging Face hub" if name in HUB_ALIASES else
-                f"{name!r} is not a model the kit knows ({known}), nor a local folder")
-        raise OSError(f"{what}, and HF_HUB_OFFLINE=1 forbids downloading it: it is not in the "
-                      f"local cache. {OFFLINE_ADVICE}")
-    if not hub_reachable():
-        what = (f"{name!r} is {source} on the Hugging Face hub" if name in HUB_ALIASES else
-                f"{name!r} is neither a model the kit knows ({known}) nor a local folder; as a "
-                f"hub id it")
-        raise OSError(f"{what}, which cannot be reached from here (no connection within "
-                      f"3 s), and it is not in the local cache. {OFFLINE_ADVICE} Set "
-                      f"HF_HUB_OFFLINE=1 to skip the network altogether.")
-    return {"source": source, "local_only": False}
+    what = (f"{name!r} ({source} on the Hugging Face hub)" if name in HUB_ALIASES else
+            f"{name!r} is not a model the kit knows ({known}), nor a local folder; as a hub id it")
+    why = ("HF_HUB_OFFLINE=1 forbids downloading it" if offline else
+           "the hub cannot be reached from here (no connection within 3 s)")
+    raise OSError(f"{what} is not in the local cache, and {why}. {OFFLINE_ADVICE}"
+                  + ("" if offline else " Set HF_HUB_OFFLINE=1 to skip the network altogether."))
 
 
 def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:

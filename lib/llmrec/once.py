@@ -351,7 +351,8 @@ def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: i
 def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.DataFrame,
                       config: ClickConfig, desc: str = "training") -> pd.DataFrame:
     """Adam on the softmax cross-entropy over each impression's candidates (one of them clicked:
-    `training_samples` shapes them so); validation AUC after each epoch; the best epoch's weights are kept (early stopping).
+    `training_samples` shapes them so); validation AUC after each epoch; the best epoch's
+    weights are kept (early stopping).
     Returns the history: epoch, step, examples_seen, train_loss, val_auc, seconds."""
     seed_everything(config.seed)
     index = _index(items)
