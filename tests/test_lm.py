@@ -95,6 +95,28 @@ def test_cached_top_layers_equal_the_full_forward_with_padding(tiny, top):
     assert len(list(lm.model.base_model.layers)) == 4  # the original model is untouched
 
 
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-bert"])
+def test_make_dataset_caches_decoders_and_encoders_and_predicts_as_the_full_model(tiny, name, tmp_path,
+                                                                                  monkeypatch, synthetic):
+    # 03-05 train the top layers of SmolLM2 and of MiniLM from one cache: the rating model over
+    # the cached states must predict what the whole model predicts, for both families
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
+    lm = tiny[name]
+    processed = build_processed(synthetic, history_len=2)
+    examples = processed.split("test").head(5)
+    full = build_rating_model(lm, "regression").eval()
+    torch.nn.init.normal_(full.score.weight)
+    tokens = make_dataset(lm, processed, examples, name="t")
+    cached_ds = make_dataset(lm, processed, examples, top_layers=1, name="t")
+    assert cached_ds.key == "inputs_embeds"
+    cached = build_rating_model(lm, "regression", top_layers=1).eval()
+    cached.score.load_state_dict(full.score.state_dict())
+    reference, _ = predict_dataset(full, tokens, collator_for(lm))
+    got, _ = predict_dataset(cached, cached_ds, collator_for(lm))
+    np.testing.assert_allclose(got, reference, atol=1e-5)
+    assert sum(p.numel() for p in cached.parameters()) < sum(p.numel() for p in full.parameters())
+
+
 def test_training_or_lora_on_top_layers_leaves_the_loaded_model_alone(tiny):
     lm = tiny["tiny-llama"]
     before = {n: p.clone() for n, p in lm.model.named_parameters()}

@@ -502,18 +502,23 @@ def demonstrations_for(processed, pool, k: int, seed: int, history_genres: bool 
     return list(zip(texts, chosen.rating.astype(int).tolist()))
 
 
+CACHED_FAMILIES = ("causal", "encoder")  # T5 is trained whole (or with LoRA), never cached
+
+
 def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = None,
                  name: str = "examples", history_genres: bool = True,
                  demonstrations: list[tuple[str, int]] | None = None,
                  extras: list[str] | None = None, batch_size: int = 16) -> RatingDataset:
     """The examples as a dataset for `lm`: token ids, or — when `top_layers` is set for a
-    decoder-only model — the cached hidden states entering its top `top_layers` layers."""
+    decoder-only or BERT-like encoder model — the cached hidden states entering its top
+    `top_layers` layers (one cache per model, split layer, dtype and prompt tokens, shared by
+    every notebook that asks for the same prompts)."""
     from .cache import cached_hidden
 
     enc = prompt_encodings(lm, processed, examples, history_genres=history_genres,
                            demonstrations=demonstrations, extras=extras)
     labels = examples["rating"].to_numpy()
-    if top_layers is None or lm.family != "causal":
+    if top_layers is None or lm.family not in CACHED_FAMILIES:
         return RatingDataset(enc, labels)
     hidden = cached_hidden(lm, top_layers, enc, name=name, batch_size=batch_size)
     return RatingDataset(hidden, labels, key="inputs_embeds")
@@ -522,11 +527,12 @@ def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = 
 def build_rating_model(lm: LoadedLM, head: str, *, top_layers: int | None = None,
                        lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
     """A RatingModel over the whole backbone, or over its top `top_layers` layers (decoder-only
-    models, fed from the cache), optionally with LoRA adapters instead of full weights."""
+    and encoder models, fed from the cache), optionally with LoRA adapters instead of full
+    weights."""
     from .cache import top_layers_body
 
-    body = top_layers_body(lm, top_layers) if top_layers is not None and lm.family == "causal" \
-        else None
+    cached = top_layers is not None and lm.family in CACHED_FAMILIES
+    body = top_layers_body(lm, top_layers) if cached else None
     model = RatingModel(lm, head, body=body, init_rating=init_rating)
     if lora:
         model = add_lora(model, lm, r=lora_r, alpha=2 * lora_r)
