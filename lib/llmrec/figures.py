@@ -7,6 +7,11 @@ are checked also has <name>.tolerance.yaml beside it:
     columns:                 # the numeric columns compared, each with its tolerance
       rmse: {abs: 0.01}
       auc: {abs: 0.01, rel: 0.0}
+    rows: {differ: 1}        # optional: this many rows may be missing or extra (default 0),
+                             # e.g. an epoch more or less of early stopping on another CPU
+
+Every CSV in figures/ must have a tolerance file, and every figure a run makes must be in
+figures/ (`compare_all`): a figure nobody checks, or one the reference lacks, fails.
 
 Same seed and preset on the same CPU give identical numbers; the tolerances allow for other
 processors and library versions, not for a different result.
@@ -40,9 +45,11 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
     run = pd.read_csv(run_csv).set_index(spec["key"])
     problems = []
-    if set(ref.index) != set(run.index):
-        problems.append(f"{name}: rows differ: missing {sorted(set(ref.index) - set(run.index))}, "
-                        f"extra {sorted(set(run.index) - set(ref.index))}")
+    missing, extra = sorted(set(ref.index) - set(run.index)), sorted(set(run.index) - set(ref.index))
+    allowed_rows = int((spec.get("rows") or {}).get("differ", 0))
+    if len(missing) + len(extra) > allowed_rows:
+        problems.append(f"{name}: rows differ: missing {missing}, extra {extra}"
+                        + (f" (at most {allowed_rows} may)" if allowed_rows else ""))
     both = ref.index.intersection(run.index)
     for col, tol in spec["columns"].items():
         if col not in run.columns:
@@ -55,6 +62,20 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
             problems.append(f"{name}: {both[idx]} {col}: run {b[idx]:.4f} vs reference "
                             f"{a[idx]:.4f} (allowed ±{allowed[idx]:.4f})")
     return problems
+
+
+def compare_all(preset: str = REFERENCE_PRESET) -> list[str]:
+    """compare_figure for every checked figure, plus: a reference CSV without a tolerance file
+    (nothing would check it) and a run figure that figures/ does not have (nothing to compare
+    with: refresh figures/ on purpose)."""
+    ref_dir, run_dir = reference_figures_dir(), run_figures_dir(preset)
+    names = checked_figures()
+    problems = [f"figures/{p.name} has no {p.stem}.tolerance.yaml: nothing checks it"
+                for p in sorted(ref_dir.glob("*.csv")) if p.stem not in names]
+    problems += [f"{p.stem}: the run made {p} but it is not in the reference figures/ "
+                 "(`make figures` adds it, on purpose)"
+                 for p in sorted(run_dir.glob("*.csv")) if not (ref_dir / p.name).is_file()]
+    return problems + [p for name in names for p in compare_figure(name, preset)]
 
 
 def checked_figures() -> list[str]:
@@ -111,7 +132,7 @@ def main(argv=None) -> int:
         for name in refresh(args.preset):
             print(f"figures/{name} <- runs/{args.preset}/figures/{name}")
         return 0
-    problems = [p for name in checked_figures() for p in compare_figure(name, args.preset)]
+    problems = compare_all(args.preset)
     print("\n".join(problems) or f"{len(checked_figures())} figures match the reference")
     return 1 if problems else 0
 
