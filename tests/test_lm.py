@@ -148,6 +148,22 @@ def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+
+def test_one_cache_is_shared_by_every_notebook_that_asks_for_the_same_prompts(tiny, tmp_path, monkeypatch):
+    # 03, 04 and 05 name their datasets differently ("smollm2-135m-train-600", "…-s0-98"); the
+    # cache is found by what it holds (model weights, layer, dtype, token ids), not by that name
+    lm = tiny["tiny-llama"]
+    calls = []
+    real = cache_mod.compute_hidden
+    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    first = cached_hidden(lm, 2, enc, name="03-train", folder=tmp_path, verbose=False)
+    again = cached_hidden(lm, 2, enc, name="05-train-s0", folder=tmp_path, verbose=False)
+    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(first, again))
+    cached_hidden(lm, 2, enc[:2], name="05-train-s0", folder=tmp_path, verbose=False)  # other tokens
+    assert len(calls) == 2
+
+
 def test_the_default_cache_is_exact_and_its_key_names_dtype_and_autocast(tiny, tmp_path):
     lm = tiny["tiny-llama"]
     enc = encode(lm, format_prompts(lm, PROMPTS))
@@ -328,3 +344,36 @@ def test_trainer_restores_the_best_validation_weights(tmp_path, synthetic):
     best = log["eval_loss"].min()
     assert log["best_eval_loss"].dropna().item() == pytest.approx(best)
     assert trainer.evaluate()["eval_loss"] == pytest.approx(best, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-llama"])
+def test_item_embeddings_one_unit_vector_per_item_cached_once(tiny, name, synthetic, tmp_path, monkeypatch):
+    from llmrec.lm import item_embeddings
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
+    processed = build_processed(synthetic, history_len=2)
+    calls = []
+    real = cache_mod.compute_hidden
+    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    emb = item_embeddings(tiny[name], processed)
+    assert emb.shape == (processed.n_items + 1, tiny[name].hidden_size)
+    assert torch.equal(emb[0], torch.zeros_like(emb[0]))
+    torch.testing.assert_close(emb[1:].norm(dim=1), torch.ones(processed.n_items))
+    assert not torch.allclose(emb[1], emb[2])
+    torch.testing.assert_close(item_embeddings(tiny[name], processed), emb)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-bert"])
+def test_advancing_cached_states_through_frozen_layers_equals_caching_higher(tiny, name):
+    # 06 tries k = 0 and k = 1 on one cache: the k = 0 states are the k = 1 states run once
+    # through the layer that k = 1 would train
+    from llmrec.cache import advance_hidden
+    lm = tiny[name]
+    enc = encode(lm, format_prompts(lm, PROMPTS))
+    low = compute_hidden(lm, 2, enc, batch_size=2)
+    for top in (1, 0):
+        direct = compute_hidden(lm, top, enc, batch_size=2)
+        advanced = advance_hidden(lm, low, from_top=2, to_top=top, batch_size=2)
+        assert all(torch.allclose(a, d, atol=1e-5) for a, d in zip(advanced, direct))
+    with pytest.raises(ValueError, match="from_top"):
+        advance_hidden(lm, low, from_top=1, to_top=2)

@@ -56,3 +56,18 @@ def test_bootstrap_resamples_users_when_users_have_several_test_ratings():
     # one rating per user: the same draws, the same interval as resampling ratings
     one = np.arange(len(y))
     assert bootstrap_interval(y, p, groups=one, n_boot=50) == bootstrap_interval(y, p, n_boot=50)
+
+
+def test_versus_table_pairs_every_method_with_every_opponent():
+    from llmrec.metrics import versus
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, 300).astype(float)
+    good, noise = y + rng.normal(0, 0.3, 300), y + rng.normal(0, 3.0, 300)
+    table = versus(y, {"good": good, "noise": noise}, {"global": np.full(300, y.mean())}, n_boot=200)
+    assert list(table.columns) == ["method", "rmse", "vs_global_low", "vs_global_high"]
+    row = table.set_index("method")
+    assert row.loc["good", "vs_global_high"] < 0 < row.loc["noise", "vs_global_low"]
+    assert row.loc["good", "rmse"] == rmse(y, good)
+    # the same resamples as bootstrap_interval with that baseline
+    assert (row.loc["good", "vs_global_low"], row.loc["good", "vs_global_high"]) == \
+        bootstrap_interval(y, good, baseline=np.full(300, y.mean()), n_boot=200)

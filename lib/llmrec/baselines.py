@@ -109,6 +109,38 @@ class BiasedMF(nn.Module):
         return self.reg * sq.mean()
 
 
+class TextAwareMF(BiasedMF):
+    """Biased MF whose item vector and item bias also read a frozen language model's embedding
+    t_i of the item's text ("Title (year): genres"):
+
+        rating ≈ μ + b_u + (b_i + w·t_i) + p_u · (q_i + W t_i)
+
+    W and w start at zero, so training starts from plain MF. An item with few ratings still gets
+    a vector from its text, and its text is shared with similar items. ONCE's idea — encode each
+    item once with a frozen LM — carried to rating prediction: the LM's knowledge at MF's cost.
+    It is the kit's own model, not one of the papers'.
+    """
+
+    def __init__(self, n_users: int, n_items: int, item_text: torch.Tensor, dim: int = 8,
+                 reg: float = 0.05, global_mean: float = 3.5):
+        super().__init__(n_users, n_items, dim, reg, global_mean)
+        if item_text.ndim != 2 or item_text.shape[0] != n_items + 1:
+            raise ValueError(f"item_text must have one row per item_idx 0..{n_items} "
+                             f"({n_items + 1} rows); got shape {tuple(item_text.shape)}")
+        self.register_buffer("item_text", item_text.float())
+        self.text_vector = nn.Linear(item_text.shape[1], dim, bias=False)
+        self.text_bias = nn.Linear(item_text.shape[1], 1, bias=False)
+        for layer in (self.text_vector, self.text_bias):
+            nn.init.zeros_(layer.weight)
+
+    def forward(self, batch):
+        u, i = batch["user"], batch["item"]
+        text = self.item_text[i]
+        item_vector = self.item(i) + self.text_vector(text)
+        item_bias = self.item_bias(i).squeeze(-1) + self.text_bias(text).squeeze(-1)
+        return self.mu + self.user_bias(u).squeeze(-1) + item_bias + (self.user(u) * item_vector).sum(-1)
+
+
 class MLPRecommender(nn.Module):
     """The "MLP" baseline: concatenated user and item embeddings through a small MLP."""
 
@@ -173,13 +205,18 @@ def build_model(name: str, processed: Processed, params: dict | None = None,
     mu = float(processed.train_ratings()["rating"].mean()) if global_mean is None else global_mean
     if name == "MF":
         return BiasedMF(processed.n_users, processed.n_items, global_mean=mu, **params)
+    if name == "Text-aware MF":
+        if params.get("item_text") is None:
+            raise ValueError("Text-aware MF needs item_text, the items' text embeddings "
+                             "(llmrec.lm.item_embeddings): pass it in the model parameters")
+        return TextAwareMF(processed.n_users, processed.n_items, global_mean=mu, **params)
     if name == "MLP":
         return MLPRecommender(processed.n_users, processed.n_items, global_mean=mu, **params)
     if name == "Transformer+MLP":
         genres, _ = genre_matrix(processed.items)
         return TransformerMLP(processed.n_items, genres, processed.history_len, global_mean=mu,
                               **params)
-    raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINE_MODELS}")
+    raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINE_MODELS} or 'Text-aware MF'")
 
 
 def fit_baseline(name: str, processed: Processed, config: TrainConfig,
@@ -215,6 +252,7 @@ def predict_baseline(model: nn.Module, processed: Processed, examples: pd.DataFr
 # The settings of notebook 02, shared by every notebook that compares against the baselines.
 BASELINE_SETTINGS = {
     "MF": {"model": {"dim": 8, "reg": 0.1}, "train": {"lr": 3e-3, "batch_size": 1024}},
+    "Text-aware MF": {"model": {"dim": 8, "reg": 0.1}, "train": {"lr": 3e-3, "batch_size": 1024}},
     "MLP": {"model": {"dim": 32, "hidden": 64}, "train": {"lr": 1e-3, "batch_size": 1024}},
     "Transformer+MLP": {"model": {"dim": 64, "heads": 4, "layers": 2},
                         "train": {"lr": 1e-3, "batch_size": 512}},

@@ -69,13 +69,14 @@ class EncoderBottom(nn.Module):
 
 
 class EncoderTop(nn.Module):
-    """Copies of a BERT-like encoder's layers from `split` on, fed cached hidden states with the
-    model's own bidirectional attention mask. With no layers (k = 0) it returns its input."""
+    """Copies of a BERT-like encoder's layers from `split` on (up to `stop`), fed cached hidden
+    states with the model's own bidirectional attention mask. With no layers (k = 0) it returns
+    its input."""
 
-    def __init__(self, lm, split: int):
+    def __init__(self, lm, split: int, stop: int | None = None):
         super().__init__()
         self.config = copy.deepcopy(lm.model.config)
-        self.layer = nn.ModuleList(copy.deepcopy(list(_encoder_layers(lm))[split:]))
+        self.layer = nn.ModuleList(copy.deepcopy(list(_encoder_layers(lm))[split:stop]))
 
     def forward(self, inputs_embeds, attention_mask, **kwargs):
         from transformers.masking_utils import create_bidirectional_mask
@@ -171,6 +172,35 @@ def compute_hidden(lm, top_layers: int, encodings: list[list[int]], batch_size: 
     return out
 
 
+@torch.no_grad()
+def advance_hidden(lm, hidden: list[torch.Tensor], *, from_top: int, to_top: int,
+                   batch_size: int = 16) -> list[torch.Tensor]:
+    """States entering the top `to_top` layers, from cached states entering the top `from_top`
+    (to_top < from_top): the frozen layers in between run once. One cache then serves every
+    k ≤ from_top (06 tries k = 0 and k = 1), at the cost of a layer or two instead of the whole
+    bottom of the model."""
+    start, stop = check_top_layers(lm, from_top), check_top_layers(lm, to_top)
+    if to_top > from_top:
+        raise ValueError(f"to_top ({to_top}) must not exceed from_top ({from_top}): layers below "
+                         "the cached states cannot be run again from them")
+    if lm.family == "encoder":
+        part = EncoderTop(lm, start, stop).eval()
+    else:
+        part = _slice(_inner(lm), start, stop, keep_norm=False).eval()
+    order = sorted(range(len(hidden)), key=lambda i: len(hidden[i]))
+    out: list[torch.Tensor | None] = [None] * len(hidden)
+    device = next(lm.model.parameters()).device
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        batch = pad_batch([{"inputs_embeds": hidden[i]} for i in idx])
+        extra = {"use_cache": False} if lm.family == "causal" else {}
+        states = part(inputs_embeds=batch["inputs_embeds"].to(device, torch.float32),
+                      attention_mask=batch["attention_mask"].to(device), **extra).last_hidden_state
+        for row, i in enumerate(idx):
+            out[i] = states[row, :len(hidden[i])].to("cpu", hidden[i].dtype).clone()
+    return out
+
+
 def cache_key(lm, top_layers: int, encodings: list[list[int]], dtype: torch.dtype,
               autocast: bool = False) -> dict:
     """What a cache depends on: the model (every weight of the frozen part), the split layer,
@@ -224,12 +254,16 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
                   autocast: bool = False, folder: Path | None = None,
                   verbose: bool = True) -> list[torch.Tensor]:
     """compute_hidden, stored on disk with a manifest (model weights, layer, token ids, dtype,
-    autocast): a later call with the same inputs loads it; anything different (another template,
-    layer, model or set of examples) builds a new one. A damaged cache (unreadable, or a wrong
+    autocast): a later call with the same inputs loads it, whatever `name` it gives (the name
+    only labels the folder; notebooks 03, 04 and 05 share one cache of the same prompts);
+    anything different (another template, layer, model or set of examples) builds a new one. A damaged cache (unreadable, or a wrong
     count or shape of states) is rebuilt, never used."""
     key = cache_key(lm, top_layers, encodings, dtype, autocast)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = (folder or processed_dir() / "layer-cache") / f"{name}-{digest}"
+    folder = folder or processed_dir() / "layer-cache"
+    path = folder / f"{name}-{digest}"
+    if not path.exists():  # the same states made under another name (another notebook's)
+        path = next((p for p in sorted(folder.glob(f"*-{digest}")) if p.is_dir()), path)
     try:
         hidden = _load_checked(path, key, encodings, lm.hidden_size)
     except ValueError as e:

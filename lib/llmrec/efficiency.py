@@ -240,9 +240,11 @@ def scaled_schedule(n: int, batch_size: int, epochs: int, min_steps: int,
 
 def baseline_point(name: str, processed, subset: pd.DataFrame, test: pd.DataFrame, *,
                    seed: int, val: pd.DataFrame | None = None, epochs: int = 30,
-                   min_steps: int = 200, max_steps: int | None = None) -> dict:
-    """Train baseline `name` (the settings of notebook 02) on `subset`, early-stopping on `val`
-    (default: the whole validation split); score it on `test`."""
+                   min_steps: int = 200, max_steps: int | None = None,
+                   model_params: dict | None = None) -> dict:
+    """Train baseline `name` (the settings of notebook 02, updated by `model_params`, e.g. the
+    item_text of Text-aware MF) on `subset`, early-stopping on `val` (default: the whole
+    validation split); score it on `test`."""
     from .baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
     from .metrics import rating_metrics
     from .training import TrainConfig
@@ -252,8 +254,8 @@ def baseline_point(name: str, processed, subset: pd.DataFrame, test: pd.DataFram
                                       min_steps)
     config = TrainConfig(**{**setting["train"], "batch_size": batch}, epochs=n_epochs,
                          max_steps=max_steps, seed=seed)
-    model, result = fit_baseline(name, processed, config, setting["model"], train_examples=subset,
-                                 val_examples=val)
+    model, result = fit_baseline(name, processed, config, {**setting["model"], **(model_params or {})},
+                                 train_examples=subset, val_examples=val)
     pred = predict_baseline(model, processed, test)
     return {"n_train": len(subset), "metrics": rating_metrics(test["rating"].to_numpy(), pred),
             "curve": baseline_curve(result.history, len(subset), batch),

@@ -524,6 +524,27 @@ def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = 
     return RatingDataset(hidden, labels, key="inputs_embeds")
 
 
+@torch.no_grad()
+def item_embeddings(lm: LoadedLM, processed, batch_size: int = 64) -> torch.Tensor:
+    """One unit-length vector per item_idx (row 0, the padding, is zero): the frozen model's
+    token states over the item's text ("Title (year): genres", `prompts.item_texts`), averaged
+    over its tokens — how all-MiniLM-L6-v2 makes a sentence embedding. Every item is encoded
+    once, through the layer cache (top_layers = 0: the whole model, no trained layer), so a
+    rerun or another notebook loads it."""
+    from .cache import cached_hidden
+    from .prompts import item_texts
+
+    texts = item_texts(processed)
+    enc = lm.tokenizer(texts[1:], add_special_tokens=lm.family != "causal", truncation=True,
+                       max_length=64)["input_ids"]
+    enc = [e if e else [lm.tokenizer.pad_token_id or 0] for e in enc]
+    hidden = cached_hidden(lm, 0, enc, name=f"{lm.name}-items", batch_size=batch_size)
+    out = torch.zeros(len(texts), lm.hidden_size)
+    out[1:] = torch.stack([h.float().mean(0) for h in hidden])
+    out[1:] = torch.nn.functional.normalize(out[1:], dim=1)
+    return out
+
+
 def build_rating_model(lm: LoadedLM, head: str, *, top_layers: int | None = None,
                        lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
     """A RatingModel over the whole backbone, or over its top `top_layers` layers (decoder-only

@@ -98,6 +98,22 @@ def bootstrap_interval(y_true, y_pred, metric=rmse, *, baseline=None, groups=Non
     return float(low), float(high)
 
 
+def versus(y_true, predictions: dict, opponents: dict, *, groups=None, n_boot: int = 1000,
+           seed: int = 0) -> pd.DataFrame:
+    """One row per method: its RMSE and, for each opponent, the 95% paired-bootstrap interval
+    of RMSE(method) - RMSE(opponent) on the same test users (`vs_<opponent>_low/high`). An
+    interval entirely below 0: better than that opponent by more than the noise of this test
+    set; one that contains 0: this test set cannot tell them apart."""
+    rows = []
+    for name, pred in predictions.items():
+        row = {"method": name, "rmse": rmse(y_true, pred)}
+        for opponent, reference in opponents.items():
+            row[f"vs_{opponent}_low"], row[f"vs_{opponent}_high"] = bootstrap_interval(
+                y_true, pred, baseline=reference, groups=groups, n_boot=n_boot, seed=seed)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- click ranking
 
 

@@ -52,15 +52,27 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
 
 
 def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_rmse",
-                         hue: str = "method", title: str = ""):
-    """Validation (or training) curves of several models on one axis."""
+                         hue: str = "method", title: str = "", col: str | None = None):
+    """Validation (or training) curves of several models on one axis — or one panel per value
+    of `col`, sharing the y axis. An x column of whole numbers gets whole-number ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     use_style()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    sns.lineplot(data=history, x=x, y=y, hue=hue, marker="o", ax=ax)
-    ax.set_ylabel(METRIC_LABELS.get(y.removeprefix("val_"), y).replace("RMSE", "validation RMSE")
-                  if y.startswith("val_") else y)
+    panels = list(dict.fromkeys(history[col])) if col else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 if col is None else 4.6 * len(panels), 3.8),
+                             sharey=True, squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        part = history if panel is None else history[history[col] == panel]
+        sns.lineplot(data=part, x=x, y=y, hue=hue, marker="o", ax=ax,
+                     legend=panel == panels[-1])
+        ax.set_ylabel(METRIC_LABELS.get(y.removeprefix("val_"), y).replace("RMSE", "validation RMSE")
+                      if y.startswith("val_") else y)
+        if panel is not None:
+            ax.set_title(str(panel))
+        if pd.api.types.is_integer_dtype(part[x]):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
-        ax.set_title(title)
+        fig.suptitle(title) if col else axes[0][0].set_title(title)
     fig.tight_layout()
     return fig
 

@@ -90,3 +90,14 @@ def average_lines(processed, examples: pd.DataFrame, item_word: str = "movie") -
         lines.append(f"This user's average rating: {user}. "
                      f"This {item_word}'s average rating by other users: {item}.")
     return lines
+
+
+def item_texts(processed) -> list[str]:
+    """Each item's text as a language model reads it once (the kit's item-level encoding):
+    "Toy Story (1995): Adventure, Animation, Children", indexed by item_idx ("" for the padding
+    row 0)."""
+    texts = [""] * (processed.n_items + 1)
+    for row in processed.items.itertuples():
+        genres = ", ".join(g for g in str(row.genres).split("|") if g and g != "nan")
+        texts[int(row.item_idx)] = item_title(row.title, row.year) + (f": {genres}" if genres else "")
+    return texts
