@@ -91,3 +91,16 @@ def test_the_shipped_reference_figures_are_all_checked():
         spec = yaml.safe_load((ref / f"{csv.stem}.tolerance.yaml").read_text())
         header = pd.read_csv(csv, nrows=0).columns
         assert set(spec["key"]) | set(spec["columns"]) <= set(header), csv.name
+
+
+def test_refresh_survives_a_figure_whose_rows_get_a_new_key(dirs):
+    # 06_ablation gained a `model` column: the old reference cannot be indexed by the new key
+    ref, run, table = dirs
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
+        {"key": ["model", "method"], "columns": {"rmse": {"abs": 0.01}}}))
+    table.assign(model="m").to_csv(run / "t.csv", index=False)
+    (run / "t.png").write_bytes(b"png")
+    assert figures.changes("t") == [("t: rows are now keyed by ['model', 'method'], which the old "
+                                     "reference lacks: every row is new (2 rows)")]
+    figures.refresh()
+    assert "model" in pd.read_csv(ref / "t.csv").columns

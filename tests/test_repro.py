@@ -55,6 +55,25 @@ def test_fine_tuned_regression_beats_zero_shot_and_the_global_average(laptop_run
               f"{table.loc[other, 'rmse']:.4f}")
 
 
+def test_what_04_says_of_the_language_models_holds(laptop_run):
+    # the claims of 04's "What to read", each on its paired bootstrap interval (test users)
+    pairs = pd.DataFrame(load_metrics("04_flan_t5_regression", "laptop")["metrics"]["versus_mf"])
+    pairs = pairs.set_index("method")
+    print(pairs.round(4).to_string())
+    averages = pairs.loc["minilm-l6 regression (prompt + averages)"]
+    assert averages.vs_global_high < 0 and averages.vs_averages_high < 0, (
+        "MiniLM with the averages in its prompt no longer beats the global average and the "
+        "better of the user and item averages by more than the interval")
+    fine_tuned = ["smollm2-135m fine-tuned regression", "minilm-l6 regression (prompt)",
+                  "minilm-l6 regression (prompt + averages)"]
+    assert (pairs.loc[fine_tuned, "vs_mf_low"] > 0).all(), "a fine-tuned LM now beats MF: say so"
+    equal_to_mf = ["MF + minilm-l6 item text (the kit's)",
+                   "blend of MF and minilm-l6 regression (prompt + averages)",
+                   "blend of MF and MF (another seed)"]
+    for name in equal_to_mf:
+        assert pairs.loc[name, "vs_mf_low"] <= 0 <= pairs.loc[name, "vs_mf_high"], name
+
+
 def test_language_model_improves_with_data_and_the_match_is_stated(laptop_run):
     points = pd.read_csv(run_figures_dir("laptop") / "05_data_efficiency.csv")
     metrics = load_metrics("05_data_efficiency", "laptop")["metrics"]

@@ -90,8 +90,12 @@ def changes(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     spec = yaml.safe_load((ref_dir / f"{name}.tolerance.yaml").read_text())
     if not (run_dir / f"{name}.csv").is_file() or not (ref_dir / f"{name}.csv").is_file():
         return []
-    ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
+    ref = pd.read_csv(ref_dir / f"{name}.csv")
     run = pd.read_csv(run_dir / f"{name}.csv").set_index(spec["key"])
+    if not set(spec["key"]) <= set(ref.columns):
+        return [(f"{name}: rows are now keyed by {spec['key']}, which the old reference lacks: "
+                 f"every row is new ({len(run)} rows)")]
+    ref = ref.set_index(spec["key"])
     out = [f"{name}: row {i} is new" for i in run.index.difference(ref.index)]
     out += [f"{name}: row {i} goes" for i in ref.index.difference(run.index)]
     both = ref.index.intersection(run.index)
