@@ -32,6 +32,14 @@ def tiny():
     return {name: load_lm(name, seed=0) for name in ("tiny-t5", "tiny-llama", "tiny-bert")}
 
 
+def count_cache_builds(monkeypatch) -> list:
+    """A list that gets one entry each time a layer cache is computed (not loaded)."""
+    calls = []
+    real = cache_mod.compute_hidden
+    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 def test_rating_token_ids_of_each_family(tiny):
     assert rating_token_ids(tiny["tiny-t5"].tokenizer) == [209, 204, 220, 314, 305]  # "▁1".."▁5"
     assert rating_token_ids(tiny["tiny-llama"].tokenizer) == [33, 34, 35, 36, 37]
@@ -132,13 +140,15 @@ def test_training_or_lora_on_top_layers_leaves_the_loaded_model_alone(tiny):
 
 def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
     lm = tiny["tiny-llama"]
-    calls = []
-    real = cache_mod.compute_hidden
-    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_cache_builds(monkeypatch)
     enc = encode(lm, format_prompts(lm, PROMPTS))
     first = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
     again = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)
-    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(first, again))
+    # 03, 04 and 05 name their datasets differently ("smollm2-135m-train-600", "…-s0-98"): a
+    # cache is found by what it holds (weights, layer, dtype, token ids), not by that name
+    shared = cached_hidden(lm, 2, enc, name="05-train-s0", folder=tmp_path, verbose=False)
+    assert len(calls) == 1 and all(torch.equal(a, b) and torch.equal(a, c)
+                                   for a, b, c in zip(first, again, shared))
     cached_hidden(lm, 1, enc, name="t", folder=tmp_path, verbose=False)  # another layer
     other_template = encode(lm, format_prompts(lm, [p + "!" for p in PROMPTS]))
     cached_hidden(lm, 2, other_template, name="t", folder=tmp_path, verbose=False)
@@ -146,22 +156,6 @@ def test_cache_is_reused_and_invalidated(tiny, tmp_path, monkeypatch):
     cached_hidden(other_model, 2, enc, name="t", folder=tmp_path, verbose=False)
     assert len(calls) == 4
     assert len(list(tmp_path.iterdir())) == 4
-
-
-
-def test_one_cache_is_shared_by_every_notebook_that_asks_for_the_same_prompts(tiny, tmp_path, monkeypatch):
-    # 03, 04 and 05 name their datasets differently ("smollm2-135m-train-600", "…-s0-98"); the
-    # cache is found by what it holds (model weights, layer, dtype, token ids), not by that name
-    lm = tiny["tiny-llama"]
-    calls = []
-    real = cache_mod.compute_hidden
-    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
-    enc = encode(lm, format_prompts(lm, PROMPTS))
-    first = cached_hidden(lm, 2, enc, name="03-train", folder=tmp_path, verbose=False)
-    again = cached_hidden(lm, 2, enc, name="05-train-s0", folder=tmp_path, verbose=False)
-    assert len(calls) == 1 and all(torch.equal(a, b) for a, b in zip(first, again))
-    cached_hidden(lm, 2, enc[:2], name="05-train-s0", folder=tmp_path, verbose=False)  # other tokens
-    assert len(calls) == 2
 
 
 def test_the_default_cache_is_exact_and_its_key_names_dtype_and_autocast(tiny, tmp_path):
@@ -351,9 +345,7 @@ def test_item_embeddings_one_unit_vector_per_item_cached_once(tiny, name, synthe
     from llmrec.lm import item_embeddings
     monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
     processed = build_processed(synthetic, history_len=2)
-    calls = []
-    real = cache_mod.compute_hidden
-    monkeypatch.setattr(cache_mod, "compute_hidden", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = count_cache_builds(monkeypatch)
     emb = item_embeddings(tiny[name], processed)
     assert emb.shape == (processed.n_items + 1, tiny[name].hidden_size)
     assert torch.equal(emb[0], torch.zeros_like(emb[0]))
