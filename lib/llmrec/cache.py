@@ -154,21 +154,29 @@ def compute_hidden(lm, top_layers: int, encodings: list[list[int]], batch_size: 
     default exact: float32 computed and stored; `autocast=True` computes in bf16 on the CPU,
     `dtype` sets what is stored."""
     use_bf16 = _check_autocast(autocast)
-    bottom = bottom_layers(lm, top_layers)
-    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
-    out: list[torch.Tensor | None] = [None] * len(encodings)
+    return _run_by_length(lm, bottom_layers(lm, top_layers), encodings, "input_ids", batch_size,
+                          dtype, desc + (" (bf16 autocast)" if use_bf16 else ""), use_bf16)
+
+
+@torch.no_grad()
+def _run_by_length(lm, part: nn.Module, inputs: list, key: str, batch_size: int,
+                   dtype: torch.dtype, desc: str, use_bf16: bool = False) -> list[torch.Tensor]:
+    """`part` over every input (token ids or states), in batches of similar length so that
+    little is spent on padding; one [length, dim] tensor per input, in the inputs' order."""
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    out: list[torch.Tensor | None] = [None] * len(inputs)
     pad = lm.tokenizer.pad_token_id or 0
     device = next(lm.model.parameters()).device
+    extra = {"use_cache": False} if lm.family == "causal" else {}
     batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
-    for idx in tqdm(batches, desc=desc + (" (bf16 autocast)" if use_bf16 else ""),
-                    unit="batch", leave=False):
-        batch = pad_batch([{"input_ids": encodings[i]} for i in idx], pad)
+    for idx in tqdm(batches, desc=desc, unit="batch", leave=False):
+        batch = pad_batch([{key: inputs[i]} for i in idx], pad)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            hidden = bottom(input_ids=batch["input_ids"].to(device),
-                            attention_mask=batch["attention_mask"].to(device),
-                            use_cache=False).last_hidden_state
+            hidden = part(**{key: batch[key].to(device)},
+                          attention_mask=batch["attention_mask"].to(device),
+                          **extra).last_hidden_state
         for row, i in enumerate(idx):
-            out[i] = hidden[row, :len(encodings[i])].to("cpu", dtype).clone()
+            out[i] = hidden[row, :len(inputs[i])].to("cpu", dtype).clone()
     return out
 
 
@@ -187,18 +195,8 @@ def advance_hidden(lm, hidden: list[torch.Tensor], *, from_top: int, to_top: int
         part = EncoderTop(lm, start, stop).eval()
     else:
         part = _slice(_inner(lm), start, stop, keep_norm=False).eval()
-    order = sorted(range(len(hidden)), key=lambda i: len(hidden[i]))
-    out: list[torch.Tensor | None] = [None] * len(hidden)
-    device = next(lm.model.parameters()).device
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        batch = pad_batch([{"inputs_embeds": hidden[i]} for i in idx])
-        extra = {"use_cache": False} if lm.family == "causal" else {}
-        states = part(inputs_embeds=batch["inputs_embeds"].to(device, torch.float32),
-                      attention_mask=batch["attention_mask"].to(device), **extra).last_hidden_state
-        for row, i in enumerate(idx):
-            out[i] = states[row, :len(hidden[i])].to("cpu", hidden[i].dtype).clone()
-    return out
+    dtype = hidden[0].dtype if hidden else torch.float32
+    return _run_by_length(lm, part, hidden, "inputs_embeds", batch_size, dtype, "advancing")
 
 
 def cache_key(lm, top_layers: int, encodings: list[list[int]], dtype: torch.dtype,

@@ -535,9 +535,7 @@ def item_embeddings(lm: LoadedLM, processed, batch_size: int = 64) -> torch.Tens
     from .prompts import item_texts
 
     texts = item_texts(processed)
-    enc = lm.tokenizer(texts[1:], add_special_tokens=lm.family != "causal", truncation=True,
-                       max_length=64)["input_ids"]
-    enc = [e if e else [lm.tokenizer.pad_token_id or 0] for e in enc]
+    enc = [e or [lm.tokenizer.pad_token_id or 0] for e in encode(lm, texts[1:], max_length=64)]
     hidden = cached_hidden(lm, 0, enc, name=f"{lm.name}-items", batch_size=batch_size)
     out = torch.zeros(len(texts), lm.hidden_size)
     out[1:] = torch.stack([h.float().mean(0) for h in hidden])
