@@ -498,6 +498,22 @@ def with_splits(data: ClickData, n_val: int = 1000, n_test: int = 2000,
                      imp.reset_index(drop=True), skipped, data.source)
 
 
+def with_fields(data: ClickData, fields: list[str] | None) -> ClickData:
+    """The same data with items written from `fields` only, in that order (None: unchanged),
+    e.g. ["title", "category"] for MIND as ONCE writes it."""
+    if fields is None:
+        return data
+    fields = list(fields)
+    missing = [f for f in fields if f not in data.items.columns]
+    if not fields or missing:
+        text = [c for c in data.items.columns if c != "item_id"]
+        raise ValueError(f"ITEM_FIELDS={fields!r}: {data.name}'s items have no field(s) {missing} "
+                         f"(they have {text}; the default writes {data.fields})" if missing else
+                         f"ITEM_FIELDS is empty: name at least one of {data.fields}, or None")
+    return ClickData(data.name, data.label, fields, data.items, data.impressions, data.skipped,
+                     data.source)
+
+
 def restrict_items(data: ClickData, *impressions: pd.DataFrame) -> ClickData:
     """Only the items these impressions mention (in histories or candidates): the catalogue a
     content encoder has to encode, and so the size of the layer cache."""

@@ -68,14 +68,17 @@ def load_preset(name_or_path: str) -> dict:
     if not isinstance(preset, dict):
         raise PresetError(f"{path}: a preset must be a mapping (description, requires_models, "
                           f"common, notebooks), found a {type(preset).__name__}")
-    unknown = set(preset) - {"description", "requires_models", "common", "notebooks"}
+    allowed = ("description", "requires_models", "common", "notebooks", "deviations", "follows")
+    unknown = set(preset) - set(allowed)
     if unknown:
         raise PresetError(f"{path}: unknown top-level key(s) {sorted(unknown)}; allowed: "
-                          "description, requires_models, common, notebooks")
-    for key, kind in (("common", dict), ("notebooks", dict), ("requires_models", list)):
+                          + ", ".join(allowed))
+    for key, kind in (("common", dict), ("notebooks", dict), ("requires_models", list),
+                      ("deviations", dict), ("follows", dict)):
         value = preset.get(key)
         if value is not None and not isinstance(value, kind):
-            shape = "a mapping of NAME: value" if kind is dict else "a list of model names"
+            shape = ("a list of model names" if kind is list else "a mapping of setting: reason"
+                     if key in ("deviations", "follows") else "a mapping of NAME: value")
             raise PresetError(f"{path}: {key} must be {shape}, found {value!r}")
     preset["common"] = preset.get("common") or {}
     preset["notebooks"] = preset.get("notebooks") or {}

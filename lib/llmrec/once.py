@@ -263,7 +263,8 @@ class ClickModel(nn.Module):
 
 
 def build_encoder(kind: str, items, *, lm=None, dim: int = 64, top_layers: int = 1,
-                  lora: bool = False, lora_r: int = 8, full: bool = False) -> nn.Module:
+                  lora: bool = False, lora_r: int = 8, lora_alpha: int | None = None,
+                  full: bool = False) -> nn.Module:
     if kind == "NAML":
         return NAMLEncoder(len(items.vocab) + 2, items.n_categories, dim=dim)
     if kind == "NRMS":
@@ -271,7 +272,8 @@ def build_encoder(kind: str, items, *, lm=None, dim: int = 64, top_layers: int =
     if kind == "DIRE":
         if lm is None:
             raise ValueError("a DIRE encoder needs the loaded language model (lm=...)")
-        return LMEncoder(lm, top_layers, dim=dim, lora=lora, lora_r=lora_r, full=full)
+        return LMEncoder(lm, top_layers, dim=dim, lora=lora, lora_r=lora_r, lora_alpha=lora_alpha,
+                         full=full)
     raise ValueError(f"unknown content encoder {kind!r}; use 'NAML', 'NRMS' or 'DIRE'")
 
 
@@ -319,6 +321,7 @@ class ClickConfig(TrainConfig):
     lr: float = 1e-3
     patience: int = 1
     history_len: int = 10
+    lm_lr: float | None = None  # the language model's own tuned weights (not LoRA's); None: lr
 
 
 @torch.no_grad()
@@ -348,6 +351,21 @@ def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: i
     return impression_metrics(list(impressions["labels"]), scores)
 
 
+def parameter_groups(model: ClickModel, lm_lr: float | None = None) -> list[dict]:
+    """The trained parameters, as Adam's groups: the language model's own tuned weights at
+    `lm_lr` (ONCE: 1e-5 without LoRA), everything else (LoRA adapters, pooling, projection, the
+    history encoder) at the optimiser's learning rate. lm_lr None: one group."""
+    top = getattr(model.encoder, "top", None)
+    lm_own = set()
+    if lm_lr is not None and top is not None:
+        lm_own = {id(p) for n, p in top.named_parameters() if p.requires_grad and "lora_" not in n}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trained if id(p) not in lm_own]}]
+    if lm_own:
+        groups.append({"params": [p for p in trained if id(p) in lm_own], "lr": lm_lr})
+    return groups
+
+
 def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.DataFrame,
                       config: ClickConfig, desc: str = "training") -> pd.DataFrame:
     """Adam on the softmax cross-entropy over each impression's candidates (one of them clicked:
@@ -356,8 +374,8 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
     Returns the history: epoch, step, examples_seen, train_loss, val_auc, seconds."""
     seed_everything(config.seed)
     index = _index(items)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.Adam(parameter_groups(model, config.lm_lr), lr=config.lr,
+                                 weight_decay=config.weight_decay)
     generator = np.random.default_rng(config.seed)
     rows, step, start = [], 0, time.perf_counter()
     keeper = BestWeights(config.patience, higher_is_better=True)
