@@ -11,12 +11,14 @@ from conftest import FIXTURES
 from llmrec.clicks import (
     MalformedLine,
     click_task,
+    item_texts,
     load_goodreads,
     load_mind,
     natural_concator,
     read_mind_behaviors,
     restrict_items,
     training_samples,
+    with_fields,
     with_splits,
 )
 from llmrec.metrics import impression_metrics, mrr, ndcg
@@ -49,6 +51,18 @@ def test_mind_loader_on_the_fixture():
     # the official test split is unlabeled
     assert imp.loc["test-5", "labels"] is None and imp.loc["test-5", "split"] == "test"
     assert "skipped" in repr(data)
+
+
+def test_with_fields_writes_items_as_the_paper_does_and_names_a_missing_field():
+    data = load_mind({"train": MIND / "train", "test": MIND / "test"})
+    assert with_fields(data, None) is data
+    paper = with_fields(data, ["title", "category"])  # ONCE's MIND items
+    text = item_texts(paper)[data.items.item_id[0]]
+    assert text.startswith("news article: title: ") and "; category: " in text and "abstract" not in text
+    with pytest.raises(ValueError, match=r"ITEM_FIELDS=\['title', 'body'\]: mind's items have no field\(s\) \['body'\]"):
+        with_fields(data, ["title", "body"])
+    with pytest.raises(ValueError, match="ITEM_FIELDS is empty"):
+        with_fields(data, [])
 
 
 def test_mind_training_samples_one_per_click_with_four_negatives():

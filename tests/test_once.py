@@ -20,6 +20,7 @@ from llmrec.once import (
     evaluate,
     item_encodings,
     make_batch,
+    parameter_groups,
     time_encoder_steps,
     train_click_model,
 )
@@ -162,3 +163,21 @@ def test_dire_trains_from_the_cache_and_timing_runs(toy, tmp_path):
         build_encoder("Fastformer", items)
     with pytest.raises(ValueError, match="needs the loaded language model"):
         build_encoder("DIRE", items)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_language_models_own_weights_get_their_own_learning_rate(toy, lora):
+    lm = load_lm("tiny-llama", seed=0)
+    ids, enc = item_encodings(lm, toy)
+    items = TokenItems(ids, enc, lm.tokenizer.pad_token_id or 0)
+    model = ClickModel(build_encoder("DIRE", items, lm=lm, dim=8, top_layers=1, lora=lora, full=True), 8)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    assert len(parameter_groups(model)) == 1 and parameter_groups(model)[0]["params"] == trained
+    groups = parameter_groups(model, lm_lr=1e-5)
+    top_own = [p for n, p in model.encoder.top.named_parameters() if p.requires_grad and "lora_" not in n]
+    if lora:  # the tuned layers' own weights are frozen: LoRA adapters train at the main rate
+        assert top_own == [] and len(groups) == 1
+    else:
+        assert len(groups) == 2 and groups[1]["lr"] == 1e-5 and groups[1]["params"] == top_own
+        assert len(groups[0]["params"]) + len(top_own) == len(trained)
+        assert any(p is model.encoder.proj.weight for p in groups[0]["params"])
