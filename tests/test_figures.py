@@ -104,3 +104,16 @@ def test_refresh_survives_a_figure_whose_rows_get_a_new_key(dirs):
                                      "reference lacks: every row is new (2 rows)")]
     figures.refresh()
     assert "model" in pd.read_csv(ref / "t.csv").columns
+
+
+def test_a_text_column_must_be_equal(dirs):
+    ref, run, table = dirs
+    table = table.assign(verdict=["reproduced", "not reproduced"])
+    table.to_csv(ref / "t.csv", index=False)
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
+        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "verdict": {"equal": True}}}))
+    table.to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+    table.assign(verdict=["reproduced", "direction only"]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: LM verdict: run 'direction only' vs reference 'not reproduced'"]
+    assert figures.changes("t") == ["t: LM verdict 'not reproduced' -> 'direction only'"]

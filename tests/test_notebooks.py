@@ -21,7 +21,7 @@ def smoke_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
         shutil.rmtree(runs_dir(PRESET) / "05_points", ignore_errors=True)  # start 05 from scratch
-        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05", "06"])
+        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05", "06", "07"])
 
 
 def _figures_exist(names, min_bytes):
@@ -58,7 +58,7 @@ def test_every_notebook_ran_and_recorded(smoke_run):
     assert [p.name for p in smoke_run] == [
         "00_setup_check.ipynb", "01_data_prep.ipynb", "02_baselines.ipynb",
         "03_flan_t5_classification.ipynb", "04_flan_t5_regression.ipynb",
-        "05_data_efficiency.ipynb", "06_once_dire.ipynb"]
+        "05_data_efficiency.ipynb", "06_once_dire.ipynb", "07_report.ipynb"]
     for path in smoke_run:
         assert path.parent == runs_dir(PRESET)
         record = load_metrics(path.stem, PRESET)
@@ -216,3 +216,23 @@ def test_bring_your_own_data_runs_01_and_02(tmp_path, monkeypatch):
     reference = pd.read_csv(runs_dir(PRESET).parents[1] / "figures" / "02_baselines.csv")
     assert sorted(table.method) == sorted(reference.method)
     assert table.rmse.notna().all()
+
+
+def test_report_notebook(smoke_run):
+    from llmrec.papers import once_table2, paper_findings
+    from llmrec.report import NOTEBOOKS, VERDICTS, claims
+
+    figures = run_figures_dir(PRESET)
+    _figures_exist(("07_report", "07_claims"), 5_000)
+    table = pd.read_csv(figures / "07_claims.csv")
+    assert sorted(table.claim) == sorted(paper_findings())
+    assert set(table.verdict) <= set(VERDICTS)
+    # the recorded verdicts are what the library's rules give on the recorded metrics
+    again = claims({nb: load_metrics(nb, PRESET)["metrics"] for nb in NOTEBOOKS})
+    assert again.set_index("claim").verdict.drop("once2024.larger_encoder_better").to_dict() == \
+        table.set_index("claim").verdict.drop("once2024.larger_encoder_better").to_dict()
+    beside = pd.read_csv(figures / "07_report.csv")
+    paper = beside[beside.source.str.startswith("paper")]
+    assert sorted(paper.auc.round(4)) == sorted(once_table2("MIND").query("column in ['NAML', 'NRMS']").auc.round(4))
+    kit = beside[beside.source.str.startswith("kit")]
+    assert sorted(kit.method) == sorted(pd.read_csv(figures / "06_results.csv").method)

@@ -7,6 +7,7 @@ are checked also has <name>.tolerance.yaml beside it:
     columns:                 # the numeric columns compared, each with its tolerance
       rmse: {abs: 0.01}
       auc: {abs: 0.01, rel: 0.0}
+      verdict: {equal: true}  # a text column: must be the same
     rows: {differ: 1}        # optional: this many rows may be missing or extra (default 0),
                              # e.g. an epoch more or less of early stopping on another CPU
 
@@ -55,6 +56,11 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
         if col not in run.columns:
             problems.append(f"{name}: column {col} is missing from {run_csv}")
             continue
+        if tol.get("equal"):
+            a, b = ref.loc[both, col].astype(str), run.loc[both, col].astype(str)
+            for idx in np.flatnonzero((a != b).to_numpy()):
+                problems.append(f"{name}: {both[idx]} {col}: run {b.iloc[idx]!r} vs reference {a.iloc[idx]!r}")
+            continue
         a, b = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float)
         allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * np.abs(a)
         bad = ~((np.abs(a - b) <= allowed) | (np.isnan(a) & np.isnan(b)))  # both empty: same
@@ -100,6 +106,10 @@ def changes(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     out += [f"{name}: row {i} goes" for i in ref.index.difference(run.index)]
     both = ref.index.intersection(run.index)
     for col in [c for c in spec["columns"] if c in ref.columns and c in run.columns]:
+        if spec["columns"][col].get("equal"):
+            out += [f"{name}: {i} {col} {ref.loc[i, col]!r} -> {run.loc[i, col]!r}"
+                    for i in both if str(ref.loc[i, col]) != str(run.loc[i, col])]
+            continue
         a, b = ref.loc[both, col].astype(float), run.loc[both, col].astype(float)
         same = (np.abs(a - b) < 5e-5) | (a.isna() & b.isna())  # equal at the printed digits
         for i in both[~same.to_numpy()]:
