@@ -7,54 +7,112 @@ import pandas as pd
 import seaborn as sns
 
 METRIC_LABELS = {"rmse": "RMSE (lower is better)", "mae": "MAE (lower is better)",
-                 "auc": "ROC-AUC (higher is better)"}
+                 "auc": "ROC-AUC (higher is better)", "mrr": "MRR (higher is better)",
+                 "ndcg@5": "nDCG@5 (higher is better)", "ndcg@10": "nDCG@10 (higher is better)",
+                 "vs_mf": "RMSE − MF's RMSE, 95% paired interval\n(below 0: better than MF)",
+                 "step_s": "seconds per training step (lower is better)"}
 
 
 def use_style() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
+def _values(table: pd.DataFrame, metric: str, method_col: str):
+    """(value, low, high) columns of a metric; "vs_mf" is RMSE − MF's RMSE with the paired
+    interval vs_mf_low/vs_mf_high that notebook 04 records."""
+    if metric == "vs_mf":
+        mf = table.loc[table[method_col] == "MF", "rmse"]
+        value = table["rmse"] - (mf.iloc[0] if len(mf) else float("nan"))
+        value = value.where(table["vs_mf_low"].notna())
+        return value, table["vs_mf_low"], table["vs_mf_high"]
+    low, high = (table.get(f"{metric}_{end}") for end in ("low", "high"))
+    return table[metric], low, high
+
+
 def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title: str = "",
                      method_col: str = "method", hue_col: str | None = "family"):
-    """One panel per metric, one bar per method (table: a row per method, a column per metric).
-    Columns <metric>_low / <metric>_high, where present, are drawn as interval whiskers."""
+    """One panel per metric, one dot per method with its value written beside it, coloured by
+    `hue_col`. Where the table has <metric>_low / <metric>_high the interval is drawn as a
+    whisker (rows without one have none). A dot plot does not pretend a zero: differences of a
+    few hundredths stay readable, and nothing looks twice as large as it is. The metric "vs_mf"
+    draws notebook 04's paired interval of RMSE − MF's RMSE, with 0 marked."""
     use_style()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * len(table) + 1.8),
-                             sharey=True)
-    axes = [axes] if len(metrics) == 1 else axes
-    hue = hue_col if hue_col and hue_col in table else None
+    n = len(table)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.42 * n + 1.9), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    groups = list(dict.fromkeys(table[hue_col])) if hue_col and hue_col in table else [None]
+    colours = dict(zip(groups, sns.color_palette(n_colors=max(len(groups), 1))))
+    rows = range(n)
     for ax, metric in zip(axes, metrics):
-        sns.barplot(data=table, y=method_col, x=metric, hue=hue, dodge=False, ax=ax, orient="h",
-                    legend=ax is axes[0] and hue is not None)
-        if {f"{metric}_low", f"{metric}_high"} <= set(table):
-            ax.errorbar(table[metric], range(len(table)), fmt="none", ecolor="0.25", capsize=3,
-                        xerr=[table[metric] - table[f"{metric}_low"],
-                              table[f"{metric}_high"] - table[metric]])
-        values = table[[c for c in (metric, f"{metric}_low", f"{metric}_high") if c in table]]
-        values = values.stack().dropna()
-        if len(values):
-            span = values.max() - values.min()
-            ax.set_xlim(max(0, values.min() - max(span, 0.02) * 0.8),
-                        values.max() + max(span, 0.02) * 0.4)
-        for container in ax.containers:
-            if hasattr(container, "patches"):
-                ax.bar_label(container, fmt="%.3f", label_type="center", color="white",
-                             fontsize=8, fontweight="bold")
+        value, low, high = _values(table, metric, method_col)
+        for group in groups:
+            mask = (table[hue_col] == group).to_numpy() if group is not None else [True] * n
+            y = [r for r, m in zip(rows, mask) if m]
+            v = value[mask]
+            ax.scatter(v, y, color=colours[group], s=36, zorder=3, label=group)
+            if low is not None and high is not None:
+                lo, hi = low[mask], high[mask]
+                ok = lo.notna() & hi.notna() & v.notna()
+                if ok.any():  # drawn from low to high: a bootstrap interval need not contain the point
+                    yy = [r for r, k in zip(y, ok) if k]
+                    ax.hlines(yy, lo[ok], hi[ok], color=colours[group], lw=1.5, zorder=2)
+                    ax.scatter(pd.concat([lo[ok], hi[ok]]), yy + yy, marker="|", s=60,
+                               color=colours[group], zorder=2)
+        for r, x in zip(rows, value):
+            if pd.notna(x):
+                ax.annotate(f"{x:+.3f}" if metric == "vs_mf" else f"{x:.3f}", (x, r), xytext=(5, 4),
+                            textcoords="offset points", fontsize=7.5, color="0.2")
+        if metric == "vs_mf":
+            ax.axvline(0, color="0.3", lw=1, ls="--")
+        ax.margins(x=0.18)
         ax.set_xlabel(METRIC_LABELS.get(metric, metric))
-        ax.set_ylabel("")
+    axes[0].set_yticks(list(rows))
+    axes[0].set_yticklabels(table[method_col])
+    axes[0].set_ylim(n - 0.5, -0.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    if hue and axes[0].get_legend() is not None:
-        sns.move_legend(axes[0], "upper center", bbox_to_anchor=(0.5, 0), title=None,
-                        bbox_transform=fig.transFigure, ncol=table[hue].nunique(), frameon=False)
+    if len(groups) > 1:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=len(groups),
+                   frameon=False)
+    return fig
+
+
+def plot_speedups(speed: pd.DataFrame, title: str = ""):
+    """06's cache timing: seconds per step for each way of training (left), and the speed-up of
+    the cache beside what the layer count predicts (right)."""
+    use_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 0.55 * len(speed) + 2.0), sharey=True)
+    y = list(range(len(speed)))
+    left.scatter(speed.step_s, y, color="C0", s=40, zorder=3)
+    for yy, x in zip(y, speed.step_s):
+        left.annotate(f"{x:.2f} s", (x, yy), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    left.set_xlabel(METRIC_LABELS["step_s"])
+    left.set_xlim(0, speed.step_s.max() * 1.3)
+    right.scatter(speed["speed-up of the cache"], y, color="C1", s=40, zorder=3, label="measured")
+    right.scatter(speed.theory, y, color="0.3", marker="|", s=300, zorder=3, label="layer count predicts")
+    for yy, x in zip(y, speed["speed-up of the cache"]):
+        right.annotate(f"{x:.1f}×", (x, yy), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    right.set_xlabel("speed-up of the cache (×)")
+    right.set_xlim(0, max(speed["speed-up of the cache"].max(), speed.theory.max()) * 1.25)
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False, fontsize=8)
+    left.set_yticks(y)
+    left.set_yticklabels(speed.way)
+    left.set_ylim(len(speed) - 0.5, -0.5)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig
 
 
 def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_rmse",
-                         hue: str = "method", title: str = "", col: str | None = None):
+                         hue: str = "method", title: str = "", col: str | None = None,
+                         ylabel: str | None = None, xlabel: str | None = None):
     """Validation (or training) curves of several models on one axis — or one panel per value
-    of `col`, sharing the y axis. An x column of whole numbers gets whole-number ticks."""
+    of `col`, sharing the y axis. An x column of whole numbers gets whole-number ticks; the
+    legend sits outside the axes, where it covers no data."""
     from matplotlib.ticker import MaxNLocator
 
     use_style()
@@ -65,15 +123,19 @@ def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_
         part = history if panel is None else history[history[col] == panel]
         sns.lineplot(data=part, x=x, y=y, hue=hue, marker="o", ax=ax,
                      legend=panel == panels[-1])
-        ax.set_ylabel(METRIC_LABELS.get(y.removeprefix("val_"), y).replace("RMSE", "validation RMSE")
-                      if y.startswith("val_") else y)
+        ax.set_ylabel(ylabel or (METRIC_LABELS.get(y.removeprefix("val_"), y).replace("RMSE", "validation RMSE")
+                                 if y.startswith("val_") else y))
+        if xlabel:
+            ax.set_xlabel(xlabel)
         if panel is not None:
             ax.set_title(str(panel))
         if pd.api.types.is_integer_dtype(part[x]):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title) if col else axes[0][0].set_title(title)
-    fig.tight_layout()
+    fig.tight_layout()  # before the legend moves out: the axes keep their size, the saved
+    if axes[0][-1].get_legend() is not None:  # figure grows to take the legend in
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
     return fig
 
 
@@ -82,6 +144,8 @@ def plot_data_efficiency(points: pd.DataFrame, metrics=("rmse", "auc"), referenc
     """The data-efficiency figure: one panel per metric, the metric against the fraction of
     training data (log axis), one line per method with the mean over seeds and a band of ± one
     standard deviation. `reference` maps a metric to (label, value): a dashed horizontal line."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
     use_style()
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4))
     axes = [axes] if len(metrics) == 1 else axes
@@ -94,7 +158,11 @@ def plot_data_efficiency(points: pd.DataFrame, metrics=("rmse", "auc"), referenc
             ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"),
                         textcoords="offset points", xytext=(0, 4), fontsize=8, color="0.2")
         ax.set_xscale("log")
-        ax.set_xlabel("fraction of the training examples (log scale)")
+        fractions = sorted(points["fraction"].unique())
+        ax.set_xticks(fractions)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 * x:g}%"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("share of the training examples (log scale)")
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     if axes[-1].get_legend() is not None:
         sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
