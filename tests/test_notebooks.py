@@ -236,3 +236,18 @@ def test_report_notebook(smoke_run):
     assert sorted(paper.auc.round(4)) == sorted(once_table2("MIND").query("column in ['NAML', 'NRMS']").auc.round(4))
     kit = beside[beside.source.str.startswith("kit")]
     assert sorted(kit.method) == sorted(pd.read_csv(figures / "06_results.csv").method)
+
+
+def test_every_solution_ran_in_the_smoke_run(smoke_run):
+    import json
+
+    ran = 0
+    for path in smoke_run:
+        for cell in json.loads(path.read_text())["cells"]:
+            if "solution" in cell.get("metadata", {}).get("tags", []) and cell["cell_type"] == "code":
+                text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
+                               if o.get("output_type") == "stream")
+                assert "set SOLUTIONS = True" not in text, f"{path.name}: a solution was skipped"
+                assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                ran += 1
+    assert ran >= 18
