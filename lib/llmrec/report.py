@@ -189,7 +189,8 @@ def claims(metrics: dict[str, dict], sizes: dict[str, int] | None = None) -> pd.
     if nocache:
         ratio = nocache["of theory"]
         rows.append(_row("once2024.cache_compute_share",
-                         "measured speed-up of the cache ÷ the compute share's prediction", ratio, None, None,
+                         "measured speed-up of the cache ÷ the compute share's prediction (in the text only: "
+                         "a timing, not compared across runs)", None, None, None,
                          "none (median of the timed steps)", "2 of 32 layers, about 6% of the compute",
                          f"{nocache['speed-up of the cache']:.2f}× measured against {nocache['theory']:.2f}× "
                          f"predicted ({ratio:.0%} of it; counted as reproduced from 50%)", direction=+1,
