@@ -28,10 +28,16 @@ def papers_dir():
     return data_dir() / "papers"
 
 
-def paper_numbers() -> pd.DataFrame:
-    """numbers.csv: one row per reported number; `value` is empty where it could not be read."""
+@lru_cache(maxsize=1)
+def _numbers_file() -> pd.DataFrame:
     return pd.read_csv(papers_dir() / "numbers.csv", dtype={"value": float}, keep_default_na=False,
                        na_values={"value": [""]})
+
+
+def paper_numbers() -> pd.DataFrame:
+    """numbers.csv: one row per reported number; `value` is empty where it could not be read.
+    Read once per process (claims() looks numbers up several times); a copy each call."""
+    return _numbers_file().copy()
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +112,7 @@ def fidelity(preset: str = "paper") -> tuple[pd.DataFrame, list[str]]:
             status = "deviation" if sid in deviations else None
             if status is None:
                 problems.append(f"{sid}: the paper has {s['kit']!r}, {cfg['path']} has "
-                                + ", ".join(f"{p}={parameter_value(plan, p)!r}" for p in differs)
+                                + ", ".join(f"{p}={values[p]!r}" for p in differs)
                                 + "; set it, or list it under `deviations:` with the reason")
         else:
             status = "as the paper"
