@@ -50,3 +50,37 @@ def test_every_exercise_has_its_solution_in_the_instructors_notebook(edition):
 def test_the_course_itself_cannot_be_overwritten():
     with pytest.raises(ValueError, match="would overwrite the course"):
         student.build(notebooks_dir())
+
+
+def _first_code_cell(path):
+    return next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_a_notebook_on_its_own_says_how_to_install_the_kit(edition, tmp_path):
+    """Downloaded alone (here: run by a Python that cannot see the kit: -S drops site-packages,
+    -I the working folder), the first cell fails with the install steps, not a bare ImportError."""
+    import subprocess
+    import sys
+
+    from llmrec.paths import repo_root
+
+    out, written = edition
+    firsts = {_first_code_cell(p).source for p in [*sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")),
+                                                   *written["notebooks"]]}
+    assert len(firsts) == 1, "every notebook, course and student edition, starts with the same check"
+    source = firsts.pop()
+    script = tmp_path / "first_cell.py"
+    script.write_text(source)
+    done = subprocess.run([sys.executable, "-S", "-I", str(script)], cwd=tmp_path, check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    err = done.stderr.splitlines()
+    assert any(line.startswith("ModuleNotFoundError: This notebook is part of the llmrec course kit")
+               for line in err), err
+    steps = [line.strip() for line in err if line.startswith("    python -m ")]
+    readme = (repo_root() / "README.md").read_text()
+    assert len(steps) == 3 and all(step.split("  ")[0] in readme for step in steps), steps
+    # inside the kit the same cell is silent
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stdout and not done.stderr
