@@ -257,17 +257,15 @@ def readme_results(figures=None) -> str:
     return "\n".join(out)
 
 
-def update_readme(check: bool = False) -> bool:
-    """Write README's generated section (between the markers); with check, only compare.
-    Returns whether README was already up to date."""
-    path = repo_root() / "README.md"
+def replace_section(path, start: str, end: str, content: str, check: bool = False) -> bool:
+    """Put `content` (which begins with `start` and ends with `end`) between the markers of the
+    file at `path`; with check, only compare. Returns whether the file was already up to date."""
     text = path.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no generated results section: put the lines\n{START}\n{END}\n"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no generated section: put the lines\n{start}\n{end}\n"
                          "where it belongs")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    new = head + readme_results() + tail
+    head, rest = text.split(start, 1)
+    new = head + content + rest.split(end, 1)[1]
     if new == text:
         return True
     if not check:
@@ -275,23 +273,34 @@ def update_readme(check: bool = False) -> bool:
     return False
 
 
+def update_readme(check: bool = False) -> bool:
+    """Write README's generated section (between the markers); with check, only compare.
+    Returns whether README was already up to date."""
+    return replace_section(repo_root() / "README.md", START, END, readme_results(), check)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmrec.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", action="store_true", help="README's results section from figures/")
+    parser.add_argument("--readme", action="store_true",
+                        help="README's results section from figures/, and docs/WORKSHOP.md's schedule")
     parser.add_argument("--check", action="store_true", help="only say whether README is up to date")
     args = parser.parse_args(argv)
     if not args.readme:
         parser.print_help()
         return 2
+    from . import workshop
+
     same = update_readme(check=args.check)
-    if args.check and not same:
-        print("README.md's results section differs from what figures/ gives: run `make report`",
-              file=sys.stderr)
+    same_workshop = workshop.update(check=args.check)
+    if args.check and not (same and same_workshop):
+        print("README.md's results section or docs/WORKSHOP.md's schedule differs from what figures/, "
+              "docs/workshop.yaml and benchmarks/course_times.csv give: run `make report`", file=sys.stderr)
         return 1
     print("README.md is up to date" if same else "README.md's results section rewritten from figures/")
+    print("docs/WORKSHOP.md is up to date" if same_workshop else
+          "docs/WORKSHOP.md's schedule rewritten from docs/workshop.yaml and benchmarks/course_times.csv")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

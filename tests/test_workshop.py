@@ -1,0 +1,79 @@
+"""The workshop: its schedule is what the plan and the measured run times give, the course map in
+README states the same times, and the page covers what a teacher needs."""
+
+import re
+
+import pytest
+import yaml
+
+from llmrec import workshop
+from llmrec.course import list_notebooks
+from llmrec.paths import repo_root
+
+DOC = repo_root() / "docs" / "WORKSHOP.md"
+
+
+def test_workshop_schedule_is_what_the_plan_and_the_times_generate():
+    assert workshop.update(check=True), "run `make report` (python -m llmrec report)"
+
+
+def test_the_schedule_moves_with_the_measured_times():
+    times = workshop.course_times()
+    slower = times.copy()
+    slower.loc["03_flan_t5_classification", "laptop_s"] = 700
+    text = workshop.schedule(times=slower)
+    assert "| 11.7 min | 48 min |" in text and text != workshop.schedule(times=times)
+
+
+def _plan(tmp_path, edit):
+    plan = yaml.safe_load((repo_root() / "docs" / "workshop.yaml").read_text())
+    edit(plan)
+    path = tmp_path / "workshop.yaml"
+    path.write_text(yaml.safe_dump(plan))
+    return path
+
+
+def test_a_block_too_short_for_its_notebook_is_refused(tmp_path):
+    def shorten(plan):
+        next(b for b in plan["blocks"] if b.get("notebook") == "03_flan_t5_classification")["minutes"] = 25
+    with pytest.raises(ValueError, match=r"block of 03_flan_t5_classification \(25 min\) leaves 15 min"):
+        workshop.schedule(_plan(tmp_path, shorten))
+
+
+def test_a_plan_without_every_notebook_is_refused(tmp_path):
+    def drop(plan):
+        plan["blocks"] = [b for b in plan["blocks"] if b.get("notebook") != "05_data_efficiency"]
+    with pytest.raises(ValueError, match="are not the course's"):
+        workshop.schedule(_plan(tmp_path, drop))
+
+
+def test_every_notebook_fits_the_ten_minutes_a_class_can_wait():
+    times = workshop.course_times()
+    assert set(times.index) == {p.stem for p in list_notebooks()}
+    assert times["laptop_s"].max() <= workshop.LIMIT_S
+
+
+def test_readme_course_map_states_the_measured_times():
+    times = workshop.course_times()
+    rows = [line for line in (repo_root() / "README.md").read_text().splitlines()
+            if re.match(r"\| \[\d\d_", line)]
+    assert len(rows) == len(times)
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        name = re.match(r"\[(\w+)\]", cells[0]).group(1)
+        assert cells[3] == workshop.duration(times.loc[name, "smoke_s"]), (name, cells[3])
+        assert cells[4].startswith(workshop.duration(times.loc[name, "laptop_s"])), (name, cells[4])
+
+
+def test_the_page_has_what_a_teacher_needs():
+    text = DOC.read_text()
+    for section in ("## Schedule", "## Before the day", "## Prerequisites", "## Glossary", "## Instructor notes"):
+        assert section in text, section
+    glossary = text.split("## Glossary", 1)[1].split("## Instructor notes", 1)[0]
+    defined = re.findall(r"^- \*\*([^*]+)\*\*", glossary, re.MULTILINE)
+    for term in ("RMSE", "AUC", "MRR", "nDCG", "LoRA", "Frozen layers", "Cached layers", "concator",
+                 "History (user) encoder"):
+        assert any(term in d for d in defined), term
+    prereq = text.split("## Prerequisites", 1)[1].split("## Glossary", 1)[0]
+    assert [int(n) for n in re.findall(r"^\| (\d\d) ", prereq, re.MULTILINE)] == list(range(1, 8))
+    assert "00_setup_check" in text.split("## Before the day", 1)[1].split("## Prerequisites", 1)[0]
