@@ -1,8 +1,12 @@
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from llmrec.course import run_course
 from llmrec.data import RatingData, _finish
+from llmrec.paths import runs_dir
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
@@ -35,3 +39,14 @@ def make_rating_data(n_users=12, n_items=15, per_user=8, seed=0, ties=True) -> R
 @pytest.fixture
 def synthetic():
     return make_rating_data()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Every notebook, 00-07, through papermill with the smoke preset, once per test session
+    (tests/test_notebooks.py checks what they wrote, tests/test_site.py builds the site from them)."""
+    # the kernels inherit this: the run's caches stay out of the checkout, like every test's
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
+        shutil.rmtree(runs_dir("smoke") / "05_points", ignore_errors=True)  # start 05 from scratch
+        yield run_course("smoke", only=["00", "01", "02", "03", "04", "05", "06", "07"])

@@ -1,7 +1,6 @@
 """Notebooks 00-06 through papermill with the smoke preset, then the files they wrote."""
 
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,15 +12,6 @@ from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.notebook
 PRESET = "smoke"
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    # the kernels inherit this: the run's caches stay out of the checkout, like every test's
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LLMREC_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
-        shutil.rmtree(runs_dir(PRESET) / "05_points", ignore_errors=True)  # start 05 from scratch
-        yield run_course(PRESET, only=["00", "01", "02", "03", "04", "05", "06", "07"])
 
 
 def _figures_exist(names, min_bytes):

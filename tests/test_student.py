@@ -64,7 +64,7 @@ def test_a_notebook_on_its_own_says_how_to_install_the_kit(edition, tmp_path):
 
     from llmrec.paths import repo_root
 
-    out, written = edition
+    _, written = edition
     firsts = {_first_code_cell(p).source for p in [*sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")),
                                                    *written["notebooks"]]}
     assert len(firsts) == 1, "every notebook, course and student edition, starts with the same check"

@@ -1,0 +1,355 @@
+"""The course as a static website: the executed notebooks of one preset, README and the workshop.
+
+    python -m llmrec site [--preset laptop] [--out site]      # or: make site
+
+Builds <out>/index.html (README, with the course map), <out>/notebooks/NN_name.html (one page per
+executed notebook of runs/<preset>/, its figures and outputs; the report, 07, among them),
+<out>/docs/WORKSHOP.html, and copies every file those pages link to (figures, diagrams, CSVs; a
+linked folder gets a listing page, a linked Markdown file its own page). Every page has the
+chapter navigation; solutions are folded in <details> and open on a click.
+
+Chapters are nbconvert's JupyterLab HTML export with the kit's template
+(assets/site/llmrec_site) and nothing loaded from the internet: math is written as MathML
+(latex2mathml) and the progress bars of tqdm as static HTML from the notebook's widget state, so
+the site works offline and from any static host. Publish the folder as it is (README, "The course
+as a website"). A link to a file that does not exist stops the build, naming the page and link.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+
+from .course import list_notebooks
+from .paths import repo_root, runs_dir
+
+ASSETS = Path(__file__).parent / "assets" / "site"
+TEMPLATE = "llmrec_site"
+TITLE = "llmrec course"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.DOTALL)  # $$...$$, on its own lines
+MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<!\\)\$")  # inline $...$, as the notebooks write it
+
+
+class SiteError(ValueError):
+    """Something the site cannot be built from: names the file or link and the fix."""
+
+
+@dataclass
+class Page:
+    """A page of the site: where its content comes from (in the kit) and where it goes (in the site)."""
+    source: Path            # relative to the kit's root: README.md, runs/laptop/02_x.ipynb, figures/
+    target: PurePosixPath   # relative to the site's root: index.html, notebooks/02_x.html
+    label: str = ""
+    links_from: Path = field(default=Path("."))  # the folder the source's relative links start from
+
+
+def _rel(target: PurePosixPath, page: PurePosixPath) -> str:
+    """A link from `page` to `target`, both relative to the site's root."""
+    return PurePosixPath(os.path.relpath(str(target), str(page.parent))).as_posix()
+
+
+def _title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            m = re.search(r"^# (.+)$", cell.source, re.MULTILINE)
+            if m:
+                return m.group(1).strip()
+    return ""
+
+
+def static_widgets(nb):
+    """The notebook with every widget output replaced by static HTML from its saved state (tqdm's
+    bars: description, <progress>, counts) and the widget state dropped, so the page needs no
+    widget script from a CDN. A widget without saved state keeps its text form."""
+    nb = copy.deepcopy(nb)
+    state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def model(ref: str) -> dict:
+        return state.get(ref.removeprefix("IPY_MODEL_"), {})
+
+    def render(m: dict) -> str:
+        name, s = m.get("model_name", ""), m.get("state", {})
+        if name == "HBoxModel":
+            return "".join(render(model(c)) for c in s.get("children", []))
+        if name in ("FloatProgressModel", "IntProgressModel"):
+            return f'<progress value="{s.get("value", 0)}" max="{s.get("max", 100)}"></progress>'
+        if name in ("HTMLModel", "LabelModel"):
+            return f"<span>{s.get('value', '')}</span>"
+        return ""
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                continue
+            view = data.pop(WIDGET_VIEW)
+            rendered = render(model(view.get("model_id", "")))
+            if rendered:
+                data["text/html"] = f'<div class="site-progress">{rendered}</div>'
+    return nb
+
+
+def _solution_summaries(nb):
+    """Label each folded solution by its first line ('# Solution 2 (seconds): …' -> 'Solution 2')."""
+    for cell in nb.cells:
+        if "solution" in cell.metadata.get("tags", []):
+            first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            m = re.match(r"#+\s*(Solution[^(:—\n]*)", first)
+            cell.metadata["site_summary"] = m.group(1).strip() if m else "Solution"
+    return nb
+
+
+def math_to_mathml(fragment: str) -> str:
+    """TeX ($$…$$ and $…$) in rendered Markdown to MathML, which browsers draw without a script."""
+    from latex2mathml.converter import convert
+
+    fragment = DISPLAY_MATH.sub(lambda m: convert(html.unescape(m.group(1)), display="block"), fragment)
+    return MATH.sub(lambda m: convert(html.unescape(m.group(1))), fragment)
+
+
+def _tracked(root: Path) -> set[Path] | None:
+    """The files git tracks (a folder's listing shows only those: no caches, no local runs), or
+    None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {root / name for name in out.decode().split("\0") if name}
+
+
+def github_anchors(soup) -> None:
+    """Beside each heading's own id (nbconvert keeps its case), the id GitHub gives it
+    ('## Quickstart' -> #quickstart), so links written for GitHub work on the site too."""
+    for h in soup.find_all(re.compile(r"^h[1-6]$")):
+        text = h.get_text().replace("¶", "").strip().lower()
+        slug = re.sub(r"\s", "-", re.sub(r"[^\w\- ]", "", text))
+        if slug and slug != h.get("id") and not soup.find(id=slug):
+            h.insert(0, soup.new_tag("span", id=slug))
+
+
+def _soup(markup: str):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(markup, "html.parser")
+
+
+class Site:
+    def __init__(self, preset: str, out: Path):
+        self.root = repo_root()
+        self.preset = preset
+        self.out = out
+        self.pages: dict[PurePosixPath, Page] = {}   # every page written, by target
+        self.queue: list[Page] = []
+        self.copied: set[PurePosixPath] = set()
+        self.chapters: list[Page] = []
+        self.nav: list[Page] = []
+
+    # -- where a link goes ----------------------------------------------------------------
+    def _chapter_target(self, path: Path) -> PurePosixPath | None:
+        for page in self.chapters:
+            if path.name == page.source.name:
+                return page.target
+        return None
+
+    def _target_of(self, path: Path) -> PurePosixPath:
+        """The site path for a file or folder of the kit (relative to the root), queueing a page
+        or a copy for it."""
+        rel = PurePosixPath(path.as_posix())
+        if path.suffix == ".ipynb":
+            chapter = self._chapter_target(path)
+            if chapter is None:
+                raise SiteError(f"{path} is not a chapter of the course")
+            return chapter
+        if path.as_posix() == "README.md":
+            return PurePosixPath("index.html")
+        full = self.root / path
+        if full.is_dir():
+            target = rel / "index.html"
+            if target not in self.pages and all(p.target != target for p in self.queue):
+                self.queue.append(Page(path, target, f"{rel}/", links_from=path))
+            return target
+        if path.suffix == ".md":
+            target = rel.with_suffix(".html")
+            if target not in self.pages and all(p.target != target for p in self.queue):
+                self.queue.append(Page(path, target, path.name, links_from=path.parent))
+            return target
+        if rel not in self.copied:
+            dest = self.out / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(full, dest)
+            self.copied.add(rel)
+        return rel
+
+    def _rewrite_links(self, markup: str, page: Page) -> str:
+        """Every relative href/src of a page, pointed at its place in the site."""
+        soup = _soup(markup)
+        github_anchors(soup)
+        for tag, attr in (("a", "href"), ("img", "src"), ("source", "src")):
+            for el in soup.find_all(tag):
+                url = el.get(attr)
+                if not url or url.startswith(("#", "data:", "mailto:")):
+                    continue
+                parts = urlsplit(url)
+                if parts.scheme or parts.netloc or el.find_parent(class_=("site-nav", "site-pager")):
+                    continue  # external, or the site's own navigation (already relative to the page)
+                path = Path(os.path.normpath(page.links_from / unquote(parts.path)))
+                if path.as_posix().startswith("..") or not (self.root / path).exists():
+                    raise SiteError(f"{page.source}: the link {url!r} points to {path}, which is not "
+                                    f"in the kit; fix the link in {page.source}")
+                target = self._target_of(path)
+                el[attr] = _rel(target, page.target) + (f"#{parts.fragment}" if parts.fragment else "")
+        return str(soup)
+
+    # -- page shell ---------------------------------------------------------------------
+    def _context(self, page: Page) -> dict:
+        def item(p: Page | None):
+            return None if p is None else {"href": _rel(p.target, page.target), "label": p.label}
+
+        index = next((i for i, c in enumerate(self.chapters) if c.target == page.target), None)
+        return {
+            "title": TITLE,
+            "home": _rel(PurePosixPath("index.html"), page.target),
+            "css": _rel(PurePosixPath("assets/site.css"), page.target),
+            "nav": [{**item(p), "current": p.target == page.target} for p in self.nav],
+            "prev": item(self.chapters[index - 1]) if index else None,
+            "next": item(self.chapters[index + 1]) if index is not None and index + 1 < len(self.chapters) else None,
+            "footer": f"Built by `python -m llmrec site` from the {self.preset} preset's executed notebooks.",
+        }
+
+    def _write(self, page: Page, markup: str) -> None:
+        dest = self.out / page.target
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(markup, encoding="utf-8")
+        self.pages[page.target] = page
+
+    def _environment(self):
+        import jinja2
+
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS / TEMPLATE)),
+                                  autoescape=False, keep_trailing_newline=True)
+
+    def _markdown_page(self, page: Page, body: str, title: str) -> None:
+        body = self._rewrite_links(body, page)
+        markup = self._environment().get_template("page.html.j2").render(
+            site=self._context(page), body=body, page_title=f"{title} · {TITLE}")
+        self._write(page, markup)
+
+    # -- the kinds of page ----------------------------------------------------------------
+    def chapter(self, page: Page) -> None:
+        from nbconvert import HTMLExporter
+
+        nb = nbformat.read(self.root / page.source, as_version=4)
+        nb = _solution_summaries(static_widgets(nb))
+        nb.metadata["title"] = f"{page.label} · {TITLE}"
+        exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(ASSETS)],
+                                exclude_input_prompt=False)
+        body, _ = exporter.from_notebook_node(nb, resources={"site": self._context(page)})
+        soup = _soup(body)
+        for div in soup.select(".jp-RenderedMarkdown"):
+            div.replace_with(_soup(math_to_mathml(str(div))))
+        self._write(page, self._rewrite_links(str(soup), page))
+
+    def markdown(self, page: Page) -> None:
+        from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+        text = (self.root / page.source).read_text(encoding="utf-8")
+        m = re.search(r"^# (.+)$", text, re.MULTILINE)
+        self._markdown_page(page, math_to_mathml(markdown2html_mistune(text)),
+                            m.group(1) if m else page.source.name)
+
+    def listing(self, page: Page) -> None:
+        folder = self.root / page.source
+        tracked = _tracked(self.root)
+        items = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "__"))
+                       and (tracked is None or any(t == p or p in t.parents for t in tracked)))
+        rows = "\n".join(f'<li><a href="{html.escape(p.name + ("/" if p.is_dir() else ""))}">'
+                         f"{html.escape(p.name)}{'/' if p.is_dir() else ''}</a></li>" for p in items)
+        body = f"<h1><code>{html.escape(page.label)}</code></h1>\n<ul class=\"site-listing\">\n{rows}\n</ul>"
+        self._markdown_page(page, body, page.label)
+
+    # -- the whole site -----------------------------------------------------------------
+    def build(self) -> list[Path]:
+        runs = runs_dir(self.preset)
+        executed = [runs / nb.name for nb in list_notebooks()]
+        missing = [p.name for p in executed if not p.is_file()]
+        if missing:
+            raise SiteError(
+                f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
+                f"outputs. Run the course first: python -m llmrec course --preset {self.preset} "
+                f"(make course PRESET={self.preset})")
+        for path in executed:
+            nb = nbformat.read(path, as_version=4)
+            title = _title(nb) or path.stem
+            self.chapters.append(Page(path.relative_to(self.root), PurePosixPath(f"notebooks/{path.stem}.html"),
+                                      title, links_from=Path("notebooks")))
+        home = Page(Path("README.md"), PurePosixPath("index.html"), "Home")
+        workshop = Page(Path("docs/WORKSHOP.md"), PurePosixPath("docs/WORKSHOP.html"), "Workshop",
+                        links_from=Path("docs"))
+        self.nav = [home, *[Page(c.source, c.target, c.label.split(":")[0]) for c in self.chapters]]
+        if (self.root / workshop.source).is_file():
+            self.nav.append(workshop)
+        css = self.out / "assets" / "site.css"
+        css.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ASSETS / "site.css", css)
+
+        self.markdown(home)
+        for page in self.chapters:
+            self.chapter(page)
+        if workshop in self.nav:
+            self.markdown(workshop)
+        while self.queue:  # pages the others link to: Markdown files, folder listings
+            page = self.queue.pop(0)
+            (self.listing if (self.root / page.source).is_dir() else self.markdown)(page)
+        return [self.out / t for t in self.pages]
+
+
+def build(preset: str = "laptop", out: str | Path = "site") -> list[Path]:
+    """Write the site under `out` (relative to the kit's root); returns its pages. The folder is
+    replaced only when the whole site was built: a failed build leaves the previous one."""
+    out = Path(out)
+    out = out if out.is_absolute() else repo_root() / out
+    if out.resolve() in (repo_root().resolve(), (repo_root() / "notebooks").resolve()):
+        raise SiteError(f"--out {out} would overwrite the course itself; choose an empty folder")
+    tmp = out.with_name(out.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        pages = Site(preset, tmp).build()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return [out / p.relative_to(tmp) for p in pages]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmrec.site", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="laptop", help="whose executed notebooks: runs/<preset>/")
+    parser.add_argument("--out", default="site", help="the site's folder (replaced)")
+    args = parser.parse_args(argv)
+    try:
+        pages = build(args.preset, args.out)
+    except SiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(pages)} pages in {pages[0].parent}; open {pages[0]} in a browser")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

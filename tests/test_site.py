@@ -1,0 +1,169 @@
+"""The course site (python -m llmrec site), built from the smoke run and looked at in a real
+browser: Debian's chromium, driven headless by Playwright, the site served over HTTP as a static
+host would. Every page loads without a console error, a failed request or a broken image; every
+internal link leads to a file of the site (and to its anchor); a folded solution opens on a click.
+Screenshots of the home page and of a chapter go to runs/smoke/site-screenshots/ for a person.
+
+Where chromium is missing, the set-up installs it (apt-get); where it cannot, the tests skip with
+the reason, except under CI (CI or LLMREC_REQUIRE_BROWSER set), where they fail."""
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import threading
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+from llmrec import site
+from llmrec.paths import runs_dir
+
+pytestmark = pytest.mark.notebook
+SCREENSHOTS = runs_dir("smoke") / "site-screenshots"
+
+
+def _install_chromium() -> str | None:
+    """The path of a chromium binary, installing Debian's package if none is there."""
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if shutil.which("apt-get") and hasattr(os, "geteuid"):
+        sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+        if sudo is not None:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+                if subprocess.run([*sudo, *cmd], env=env, capture_output=True, check=False,
+                                  timeout=900).returncode:
+                    break
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    required = bool(os.environ.get("CI") or os.environ.get("LLMREC_REQUIRE_BROWSER"))
+    path = _install_chromium()
+    why = None
+    if path is None:
+        why = "chromium is not installed and apt-get could not install it (no root, or no apt)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = why or "playwright is not installed: pip install -e '.[dev]'"
+    if why:
+        if required:
+            pytest.fail(f"the site's browser test cannot run under CI: {why}")
+        pytest.skip(f"no browser test of the site: {why}")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def built(smoke_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("site") / "site"
+    pages = site.build("smoke", out)
+    return out, pages
+
+
+@pytest.fixture(scope="module")
+def served(built):
+    """The site over HTTP on a free local port, as a static host serves it."""
+    out, _ = built
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_the_site_has_every_chapter_and_no_cdn_script(built):
+    out, pages = built
+    names = {p.relative_to(out).as_posix() for p in pages}
+    chapters = sorted(n for n in names if n.startswith("notebooks/"))
+    assert chapters == [f"notebooks/{p.stem}.html" for p in sorted(runs_dir("smoke").glob("[0-9][0-9]_*.ipynb"))]
+    assert {"index.html", "docs/WORKSHOP.html", "notebooks/07_report.html"} <= names
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"<script[^>]+src=\"https?://", text), page  # nothing from a CDN
+        assert "widget-view+json" not in text and "widget-state+json" not in text, page
+    chapter = (out / "notebooks" / "02_baselines.html").read_text()
+    assert chapter.count('<details class="solution">') >= 3
+    assert "<math" in chapter and "\\hat r" not in chapter  # TeX drawn as MathML
+
+
+def test_a_missing_run_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(site.SiteError, match=r"python -m llmrec course --preset nosuch"):
+        site.build("nosuch", tmp_path / "site")
+    assert not (tmp_path / "site").exists() and not (tmp_path / "site.building").exists()
+
+
+def _internal_links(page, base: str) -> list[str]:
+    hrefs = page.eval_on_selector_all("a[href], img[src]", "els => els.map(e => e.href || e.src)")
+    return [h for h in hrefs if h.startswith(base)]
+
+
+def test_every_page_in_a_browser(browser, built, served):
+    out, pages = built
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    anchors: dict[str, set[str]] = {}
+    links: dict[str, list[str]] = {}
+    for html_file in pages:
+        url = urljoin(served, html_file.relative_to(out).as_posix())
+        page.goto(url, wait_until="load")
+        broken = page.eval_on_selector_all("img", "imgs => imgs.filter(i => !i.complete || i.naturalWidth === 0)"
+                                                  ".map(i => i.src)")
+        problems += [f"{url}: image not shown: {src}" for src in broken]
+        anchors[url] = set(page.eval_on_selector_all("[id]", "els => els.map(e => e.id)"))
+        links[url] = _internal_links(page, served)
+        assert page.locator("header.site-nav a").count() >= 9, url  # home + 8 chapters (+ workshop)
+    for url, hrefs in links.items():
+        for href in hrefs:
+            parts = urlsplit(href)
+            path = out / unquote(parts.path).lstrip("/")
+            if path.is_dir():
+                path = path / "index.html"
+            if not path.is_file():
+                problems.append(f"{url}: broken link {href}")
+            elif parts.fragment and path.suffix == ".html":
+                target = urljoin(served, path.relative_to(out).as_posix())
+                # as a browser looks: the fragment as written, then percent-decoded
+                if target in anchors and not {parts.fragment, unquote(parts.fragment)} & anchors[target]:
+                    problems.append(f"{url}: link to a missing anchor {href}")
+    assert not problems, "\n".join(problems[:30])
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(served + "index.html")
+    page.screenshot(path=str(SCREENSHOTS / "home.png"))
+    page.goto(served + "notebooks/02_baselines.html")
+    page.screenshot(path=str(SCREENSHOTS / "chapter.png"))
+    context.close()
+
+
+def test_a_solution_opens_on_a_click(browser, served):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(served + "notebooks/02_baselines.html")
+    solution = page.locator("details.solution").first
+    assert solution.get_attribute("open") is None
+    code = solution.locator(".jp-InputArea").first
+    assert not code.is_visible()  # folded: the answer is not on screen
+    solution.locator("summary").click()
+    assert solution.get_attribute("open") is not None
+    assert code.is_visible() and "Solution" in solution.locator("summary").inner_text()
+    solution.scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "solution-open.png"))
+    page.close()
