@@ -99,9 +99,14 @@ def test_the_site_has_every_chapter_and_no_cdn_script(built):
     assert "<math" in chapter and "\\hat r" not in chapter  # TeX drawn as MathML
 
 
-def test_a_missing_run_is_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(site.SiteError, match=r"python -m llmrec course --preset nosuch"):
+def test_a_missing_run_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    with pytest.raises(site.SiteError, match=r"unknown preset 'nosuch' .*presets: laptop, paper, smoke"):
         site.build("nosuch", tmp_path / "site")
+    monkeypatch.setattr(site, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    (tmp_path / "runs" / "paper").mkdir(parents=True)
+    with pytest.raises(site.SiteError, match=r"lacks the executed notebook\(s\) 00_setup_check.ipynb, .*"
+                                             r"python -m llmrec course --preset paper"):
+        site.build("paper", tmp_path / "site")
     assert not (tmp_path / "site").exists() and not (tmp_path / "site.building").exists()
 
 

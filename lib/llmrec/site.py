@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
-from .course import list_notebooks
+from .course import list_notebooks, list_presets
 from .paths import repo_root, runs_dir
 
 ASSETS = Path(__file__).parent / "assets" / "site"
@@ -286,6 +286,9 @@ class Site:
         runs = runs_dir(self.preset)
         executed = [runs / nb.name for nb in list_notebooks()]
         missing = [p.name for p in executed if not p.is_file()]
+        if not runs.is_dir() and self.preset not in list_presets():
+            raise SiteError(f"unknown preset {self.preset!r} (no {runs}): the site shows the executed "
+                            f"notebooks of a preset's run; presets: {', '.join(list_presets())}")
         if missing:
             raise SiteError(
                 f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
