@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import html
 import os
 import re
@@ -53,6 +54,7 @@ class Page:
     target: PurePosixPath   # relative to the site's root: index.html, notebooks/02_x.html
     label: str = ""
     links_from: Path = field(default=Path("."))  # the folder the source's relative links start from
+    kind: str = "markdown"  # markdown | chapter | listing
 
 
 def _rel(target: PurePosixPath, page: PurePosixPath) -> str:
@@ -119,7 +121,8 @@ def math_to_mathml(fragment: str) -> str:
     return MATH.sub(lambda m: convert(html.unescape(m.group(1))), fragment)
 
 
-def _tracked(root: Path) -> set[Path] | None:
+@functools.lru_cache(maxsize=4)
+def _tracked(root: Path) -> frozenset[Path] | None:
     """The files git tracks (a folder's listing shows only those: no caches, no local runs), or
     None outside a git checkout."""
     import subprocess
@@ -128,7 +131,7 @@ def _tracked(root: Path) -> set[Path] | None:
         out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    return {root / name for name in out.decode().split("\0") if name}
+    return frozenset(root / name for name in out.decode().split("\0") if name)
 
 
 def github_anchors(soup) -> None:
@@ -178,21 +181,21 @@ class Site:
             return PurePosixPath("index.html")
         full = self.root / path
         if full.is_dir():
-            target = rel / "index.html"
-            if target not in self.pages and all(p.target != target for p in self.queue):
-                self.queue.append(Page(path, target, f"{rel}/", links_from=path))
-            return target
+            return self._enqueue(Page(path, rel / "index.html", f"{rel}/", links_from=path, kind="listing"))
         if path.suffix == ".md":
-            target = rel.with_suffix(".html")
-            if target not in self.pages and all(p.target != target for p in self.queue):
-                self.queue.append(Page(path, target, path.name, links_from=path.parent))
-            return target
+            return self._enqueue(Page(path, rel.with_suffix(".html"), path.name, links_from=path.parent))
         if rel not in self.copied:
             dest = self.out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(full, dest)
             self.copied.add(rel)
         return rel
+
+    def _enqueue(self, page: Page) -> PurePosixPath:
+        """Plan a page once (a page linked from several others is written once)."""
+        if page.target not in self.pages and all(p.target != page.target for p in self.queue):
+            self.queue.append(page)
+        return page.target
 
     def _rewrite_links(self, markup: str, page: Page) -> str:
         """Every relative href/src of a page, pointed at its place in the site."""
@@ -298,7 +301,7 @@ class Site:
             nb = nbformat.read(path, as_version=4)
             title = _title(nb) or path.stem
             self.chapters.append(Page(path.relative_to(self.root), PurePosixPath(f"notebooks/{path.stem}.html"),
-                                      title, links_from=Path("notebooks")))
+                                      title, links_from=Path("notebooks"), kind="chapter"))
         home = Page(Path("README.md"), PurePosixPath("index.html"), "Home")
         workshop = Page(Path("docs/WORKSHOP.md"), PurePosixPath("docs/WORKSHOP.html"), "Workshop",
                         links_from=Path("docs"))
@@ -309,14 +312,11 @@ class Site:
         css.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ASSETS / "site.css", css)
 
-        self.markdown(home)
-        for page in self.chapters:
-            self.chapter(page)
-        if workshop in self.nav:
-            self.markdown(workshop)
-        while self.queue:  # pages the others link to: Markdown files, folder listings
+        for page in self.nav:  # home, chapters, workshop; then the pages they link to
+            self._enqueue(next((c for c in self.chapters if c.target == page.target), page))
+        while self.queue:
             page = self.queue.pop(0)
-            (self.listing if (self.root / page.source).is_dir() else self.markdown)(page)
+            {"chapter": self.chapter, "listing": self.listing, "markdown": self.markdown}[page.kind](page)
         return [self.out / t for t in self.pages]
 
 
