@@ -107,7 +107,8 @@ def test_a_missing_run_is_refused_before_anything_is_written(tmp_path, monkeypat
     with pytest.raises(site.SiteError, match=r"lacks the executed notebook\(s\) 00_setup_check.ipynb, .*"
                                              r"python -m llmrec course --preset paper"):
         site.build("paper", tmp_path / "site")
-    assert not (tmp_path / "site").exists() and not (tmp_path / "site.building").exists()
+    # nothing half-written: neither the site nor a temporary folder beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
 
 
 def _internal_links(page, base: str) -> list[str]:

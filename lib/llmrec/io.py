@@ -79,3 +79,20 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def replace_section(path, start: str, end: str, content: str, check: bool = False) -> bool:
+    """Put `content` (which begins with `start` and ends with `end`) between the markers of the
+    file at `path`; with check, only compare. Returns whether the file was already up to date."""
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no generated section: put the lines\n{start}\n{end}\n"
+                         "where it belongs")
+    head, rest = text.split(start, 1)
+    new = head + content + rest.split(end, 1)[1]
+    if new == text:
+        return True
+    if not check:
+        with atomic_path(path) as tmp:
+            tmp.write_text(new)
+    return False

@@ -20,6 +20,7 @@ import sys
 
 import pandas as pd
 
+from .io import replace_section
 from .papers import paper_findings, paper_numbers
 from .paths import reference_figures_dir, repo_root
 
@@ -257,22 +258,6 @@ def readme_results(figures=None) -> str:
     return "\n".join(out)
 
 
-def replace_section(path, start: str, end: str, content: str, check: bool = False) -> bool:
-    """Put `content` (which begins with `start` and ends with `end`) between the markers of the
-    file at `path`; with check, only compare. Returns whether the file was already up to date."""
-    text = path.read_text()
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no generated section: put the lines\n{start}\n{end}\n"
-                         "where it belongs")
-    head, rest = text.split(start, 1)
-    new = head + content + rest.split(end, 1)[1]
-    if new == text:
-        return True
-    if not check:
-        path.write_text(new)
-    return False
-
-
 def update_readme(check: bool = False) -> bool:
     """Write README's generated section (between the markers); with check, only compare.
     Returns whether README was already up to date."""
@@ -301,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print("docs/WORKSHOP.md is up to date" if same_workshop else
           "docs/WORKSHOP.md's schedule rewritten from docs/workshop.yaml and benchmarks/course_times.csv")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,6 +24,7 @@ import html
 import os
 import re
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -32,7 +33,9 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 
 from .course import list_notebooks, list_presets
+from .io import atomic_dir
 from .paths import repo_root, runs_dir
+from .student import is_solution
 
 ASSETS = Path(__file__).parent / "assets" / "site"
 TEMPLATE = "llmrec_site"
@@ -62,13 +65,14 @@ def _rel(target: PurePosixPath, page: PurePosixPath) -> str:
     return PurePosixPath(os.path.relpath(str(target), str(page.parent))).as_posix()
 
 
+def _heading(markdown: str) -> str:
+    """The first level-1 heading of a Markdown text, or ''."""
+    m = re.search(r"^# (.+)$", markdown, re.MULTILINE)
+    return m.group(1).strip() if m else ""
+
+
 def _title(nb) -> str:
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            m = re.search(r"^# (.+)$", cell.source, re.MULTILINE)
-            if m:
-                return m.group(1).strip()
-    return ""
+    return next((t for c in nb.cells if c.cell_type == "markdown" and (t := _heading(c.source))), "")
 
 
 def static_widgets(nb):
@@ -106,7 +110,7 @@ def static_widgets(nb):
 def _solution_summaries(nb):
     """Label each folded solution by its first line ('# Solution 2 (seconds): …' -> 'Solution 2')."""
     for cell in nb.cells:
-        if "solution" in cell.metadata.get("tags", []):
+        if is_solution(cell):
             first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
             m = re.match(r"#+\s*(Solution[^(:—\n]*)", first)
             cell.metadata["site_summary"] = m.group(1).strip() if m else "Solution"
@@ -123,15 +127,14 @@ def math_to_mathml(fragment: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _tracked(root: Path) -> frozenset[Path] | None:
-    """The files git tracks (a folder's listing shows only those: no caches, no local runs), or
-    None outside a git checkout."""
-    import subprocess
-
+    """The files git tracks and the folders that hold them (a folder's listing shows only those:
+    no caches, no local runs), or None outside a git checkout."""
     try:
         out = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    return frozenset(root / name for name in out.decode().split("\0") if name)
+    files = [root / name for name in out.decode().split("\0") if name]
+    return frozenset(files).union(*(f.parents for f in files))
 
 
 def github_anchors(soup) -> None:
@@ -160,6 +163,21 @@ class Site:
         self.copied: set[PurePosixPath] = set()
         self.chapters: list[Page] = []
         self.nav: list[Page] = []
+        self.notebooks: dict[PurePosixPath, nbformat.NotebookNode] = {}  # chapters, read once
+
+    @functools.cached_property
+    def _environment(self):
+        import jinja2
+
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS / TEMPLATE)),
+                                  autoescape=False, keep_trailing_newline=True)
+
+    @functools.cached_property
+    def _exporter(self):
+        from nbconvert import HTMLExporter
+
+        return HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(ASSETS)],
+                            exclude_input_prompt=False)
 
     # -- where a link goes ----------------------------------------------------------------
     def _chapter_target(self, path: Path) -> PurePosixPath | None:
@@ -227,7 +245,8 @@ class Site:
             "title": TITLE,
             "home": _rel(PurePosixPath("index.html"), page.target),
             "css": _rel(PurePosixPath("assets/site.css"), page.target),
-            "nav": [{**item(p), "current": p.target == page.target} for p in self.nav],
+            "nav": [{**item(p), "current": p.target == page.target,
+                     "label": p.label.split(":")[0] if p.kind == "chapter" else p.label} for p in self.nav],
             "prev": item(self.chapters[index - 1]) if index else None,
             "next": item(self.chapters[index + 1]) if index is not None and index + 1 < len(self.chapters) else None,
             "footer": f"Built by `python -m llmrec site` from the {self.preset} preset's executed notebooks.",
@@ -239,28 +258,17 @@ class Site:
         dest.write_text(markup, encoding="utf-8")
         self.pages[page.target] = page
 
-    def _environment(self):
-        import jinja2
-
-        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS / TEMPLATE)),
-                                  autoescape=False, keep_trailing_newline=True)
-
     def _markdown_page(self, page: Page, body: str, title: str) -> None:
         body = self._rewrite_links(body, page)
-        markup = self._environment().get_template("page.html.j2").render(
+        markup = self._environment.get_template("page.html.j2").render(
             site=self._context(page), body=body, page_title=f"{title} · {TITLE}")
         self._write(page, markup)
 
     # -- the kinds of page ----------------------------------------------------------------
     def chapter(self, page: Page) -> None:
-        from nbconvert import HTMLExporter
-
-        nb = nbformat.read(self.root / page.source, as_version=4)
-        nb = _solution_summaries(static_widgets(nb))
+        nb = _solution_summaries(static_widgets(self.notebooks[page.target]))
         nb.metadata["title"] = f"{page.label} · {TITLE}"
-        exporter = HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(ASSETS)],
-                                exclude_input_prompt=False)
-        body, _ = exporter.from_notebook_node(nb, resources={"site": self._context(page)})
+        body, _ = self._exporter.from_notebook_node(nb, resources={"site": self._context(page)})
         soup = _soup(body)
         for div in soup.select(".jp-RenderedMarkdown"):
             div.replace_with(_soup(math_to_mathml(str(div))))
@@ -270,15 +278,14 @@ class Site:
         from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
         text = (self.root / page.source).read_text(encoding="utf-8")
-        m = re.search(r"^# (.+)$", text, re.MULTILINE)
         self._markdown_page(page, math_to_mathml(markdown2html_mistune(text)),
-                            m.group(1) if m else page.source.name)
+                            _heading(text) or page.source.name)
 
     def listing(self, page: Page) -> None:
         folder = self.root / page.source
         tracked = _tracked(self.root)
         items = sorted(p for p in folder.iterdir() if not p.name.startswith((".", "__"))
-                       and (tracked is None or any(t == p or p in t.parents for t in tracked)))
+                       and (tracked is None or p in tracked))
         rows = "\n".join(f'<li><a href="{html.escape(p.name + ("/" if p.is_dir() else ""))}">'
                          f"{html.escape(p.name)}{'/' if p.is_dir() else ''}</a></li>" for p in items)
         body = f"<h1><code>{html.escape(page.label)}</code></h1>\n<ul class=\"site-listing\">\n{rows}\n</ul>"
@@ -298,14 +305,14 @@ class Site:
                 f"outputs. Run the course first: python -m llmrec course --preset {self.preset} "
                 f"(make course PRESET={self.preset})")
         for path in executed:
-            nb = nbformat.read(path, as_version=4)
-            title = _title(nb) or path.stem
-            self.chapters.append(Page(path.relative_to(self.root), PurePosixPath(f"notebooks/{path.stem}.html"),
-                                      title, links_from=Path("notebooks"), kind="chapter"))
+            target = PurePosixPath(f"notebooks/{path.stem}.html")
+            self.notebooks[target] = nb = nbformat.read(path, as_version=4)
+            self.chapters.append(Page(path.relative_to(self.root), target, _title(nb) or path.stem,
+                                      links_from=Path("notebooks"), kind="chapter"))
         home = Page(Path("README.md"), PurePosixPath("index.html"), "Home")
         workshop = Page(Path("docs/WORKSHOP.md"), PurePosixPath("docs/WORKSHOP.html"), "Workshop",
                         links_from=Path("docs"))
-        self.nav = [home, *[Page(c.source, c.target, c.label.split(":")[0]) for c in self.chapters]]
+        self.nav = [home, *self.chapters]
         if (self.root / workshop.source).is_file():
             self.nav.append(workshop)
         css = self.out / "assets" / "site.css"
@@ -313,7 +320,7 @@ class Site:
         shutil.copyfile(ASSETS / "site.css", css)
 
         for page in self.nav:  # home, chapters, workshop; then the pages they link to
-            self._enqueue(next((c for c in self.chapters if c.target == page.target), page))
+            self._enqueue(page)
         while self.queue:
             page = self.queue.pop(0)
             {"chapter": self.chapter, "listing": self.listing, "markdown": self.markdown}[page.kind](page)
@@ -327,15 +334,8 @@ def build(preset: str = "laptop", out: str | Path = "site") -> list[Path]:
     out = out if out.is_absolute() else repo_root() / out
     if out.resolve() in (repo_root().resolve(), (repo_root() / "notebooks").resolve()):
         raise SiteError(f"--out {out} would overwrite the course itself; choose an empty folder")
-    tmp = out.with_name(out.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         pages = Site(preset, tmp).build()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
     return [out / p.relative_to(tmp) for p in pages]
 
 

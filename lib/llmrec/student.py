@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 
+from .course import list_notebooks
 from .io import atomic_path
 from .paths import notebooks_dir, repo_root
 
@@ -76,7 +77,7 @@ def build(out: str | Path = "student") -> dict[str, list[Path]]:
     if out.exists():
         shutil.rmtree(out)
     written = {"notebooks": [], "solutions": []}
-    for path in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+    for path in list_notebooks():
         nb = nbformat.read(path, as_version=4)
         target = out / "notebooks" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
