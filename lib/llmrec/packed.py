@@ -1,0 +1,339 @@
+"""One causal pass per user, every rating a target: the kit's packed formulation.
+
+Kang et al. give the model one prompt per (history, candidate) pair, so a user with 20 ratings
+costs 20 prompts that repeat the same history. A decoder-only model can instead read the user's
+time-ordered ratings once, as one text —
+
+    A user's movie ratings, oldest first (1 = lowest, 5 = highest):
+    Toy Story (1995): 4
+    Heat (1995): 5
+    …
+
+— and predict every rating from the state at the token just before its digit (the rating
+*slot*). Causal attention makes that state depend only on the text before it: the same user's
+earlier ratings, which is the history Kang et al.'s prompt gives, and nothing later. So the state
+at a slot equals the state of the same text run alone as a prompt (tests/test_packed.py checks
+it), and the shared prefix is computed once instead of once per target. Sequential recommenders
+train this way (SASRec, HSTU): every position of a sequence is a training example.
+
+The frozen bottom layers run once per token (llmrec.cache, keyed by content, so notebooks 03-05
+share one cache); the top layers and a rating head train over whole sequences with a loss at every
+training slot. Validation and test ratings sit at the end of each sequence (both of the kit's
+splits put them after the user's training ratings in time): their slots are predicted, never in
+the loss, and training sequences are cut after their last training slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .lm import LoadedLM, RatingModel, rating_token_ids
+from .prompts import item_genres, item_title
+
+HEADER = "A user's {item_word} ratings, oldest first (1 = lowest, 5 = highest):"
+LINE = "{title}: {rating}"  # {title} "Toy Story (1995)", {name} "Toy Story", {genres}
+ITEM_WORDS = {"movielens-small": "movie", "ml-1m": "movie", "ml-100k": "movie",
+              "amazon-books": "book"}
+
+
+@dataclass
+class PackedSequences:
+    """Users' ratings as token sequences.
+
+    token_ids: one list of token ids per sequence.
+    slots:     one row per rating line: seq (which sequence), line (its index in the sequence),
+               slot (the token whose state predicts the rating: the one before the digit),
+               user_idx, item_idx, position (within the user), timestamp, rating, split, and
+               target (a training slot that enters the loss: a train rating with at least
+               `min_context` earlier ratings in its sequence, counted in one sequence only).
+    texts:     the text of each sequence (what the model reads).
+    """
+
+    token_ids: list[list[int]]
+    slots: pd.DataFrame
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(t) for t in self.token_ids)
+
+    def targets(self, split: str) -> pd.DataFrame:
+        """The slots scored for `split`: training targets, or every val/test slot."""
+        if split == "train":
+            return self.slots[self.slots["target"]]
+        if split not in ("val", "test"):
+            raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+        return self.slots[(self.slots["split"] == split) & self.slots["owned"]]
+
+    def __repr__(self) -> str:
+        counts = {s: len(self.targets(s)) for s in ("train", "val", "test")}
+        return (f"PackedSequences({len(self):,} sequences, {self.n_tokens:,} tokens; targets "
+                f"train {counts['train']:,} / val {counts['val']:,} / test {counts['test']:,})")
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+def _chunks(n: int, max_lines: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(start, stop, first_owned) line ranges covering 0..n: each chunk after the first repeats
+    the `overlap` lines before it as context, so every line is owned by exactly one chunk."""
+    out, start = [], 0
+    while True:
+        stop = min(n, start + max_lines)
+        out.append((start, stop, 0 if start == 0 else start + overlap))
+        if stop >= n:
+            return out
+        start = stop - overlap
+
+
+def build_sequences(processed, tokenizer, *, window: int | None = 20, min_context: int = 3,
+                    max_lines: int = 64, overlap: int = 16, header: str = HEADER,
+                    line: str = LINE, users=None) -> PackedSequences:
+    """One sequence per user (more for a long one): the user's last `window` training ratings
+    (None: all of them) and every later rating, oldest first, one `line` per rating under
+    `header`. A user with more than `max_lines` such ratings is cut into chunks of `max_lines`
+    lines, each after the first starting with the `overlap` lines before it as context.
+
+    Training ratings with at least `min_context` earlier lines in their sequence are targets;
+    validation and test ratings are always scored. `users`: user_idx values to keep (None: all).
+    """
+    if window is not None:
+        window = _check_int("window", window, 1)
+    min_context = _check_int("min_context", min_context, 0)
+    max_lines = _check_int("max_lines", max_lines, 2)
+    overlap = _check_int("overlap", overlap, 0)
+    if overlap >= max_lines:
+        raise ValueError(f"overlap ({overlap}) must be smaller than max_lines ({max_lines})")
+    for placeholder in ("{rating}",):
+        if placeholder not in line:
+            raise ValueError(f"line {line!r} must contain {placeholder}")
+    if not line.rstrip().endswith("{rating}"):
+        raise ValueError(f"line {line!r} must end with {{rating}}: the rating is the last thing "
+                         "on its line, so that its slot state has read the whole item")
+    ids = rating_token_ids(tokenizer)
+    item_word = ITEM_WORDS.get(processed.manifest["params"]["dataset"], "item")
+    head = header.format(item_word=item_word)
+    items = processed.items.set_index("item_idx")
+    titles = {i: item_title(t, y) for i, t, y in zip(items.index, items["title"], items["year"])}
+    names = {i: str(t) for i, t in zip(items.index, items["title"])}
+    genres = {i: item_genres(g) for i, g in zip(items.index, items["genres"])}
+
+    r = processed.ratings.sort_values(["user_idx", "position"], kind="stable")
+    if users is not None:
+        r = r[r["user_idx"].isin(set(users))]
+    token_ids, texts, rows = [], [], []
+    for user, g in r.groupby("user_idx", sort=True):
+        is_train = (g["split"] == "train").to_numpy()
+        train_at = np.flatnonzero(is_train)
+        first = 0 if window is None or len(train_at) <= window else train_at[-window]
+        kept = g.iloc[first:]
+        for start, stop, owned_from in _chunks(len(kept), max_lines, overlap):
+            part = kept.iloc[start:stop]
+            text, digit_at = head, []
+            for item, rating in zip(part["item_idx"].to_numpy(), part["rating"].to_numpy()):
+                body = line.format(title=titles[item], name=names[item], genres=genres[item],
+                                   rating=int(rating))
+                rating_pos = body.rindex(str(int(rating)))
+                text += "\n"
+                digit_at.append(len(text) + rating_pos)
+                text += body
+            enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+            offsets = {s: j for j, (s, e) in enumerate(enc["offset_mapping"]) if e == s + 1}
+            seq = len(token_ids)
+            for k, (row, at) in enumerate(zip(part.itertuples(index=False), digit_at)):
+                j = offsets.get(at)
+                if j is None or enc["input_ids"][j] != ids[int(row.rating) - 1]:
+                    raise ValueError(
+                        f"the tokenizer {type(tokenizer).__name__} does not make the rating "
+                        f"digit of line {k} of user {user} a token of its own ({text!r}); the "
+                        "packed formulation reads the state before the digit. Use a line format "
+                        "where the rating follows a space or a colon, or another model.")
+                context = start + k  # earlier ratings of this user in this sequence's window
+                owned = start + k >= owned_from
+                rows.append({"seq": seq, "line": k, "slot": j - 1, "user_idx": user,
+                             "item_idx": row.item_idx, "position": row.position,
+                             "timestamp": row.timestamp, "rating": row.rating,
+                             "split": row.split, "owned": owned,
+                             "target": bool(owned and row.split == "train"
+                                            and context >= min_context)})
+            token_ids.append(list(enc["input_ids"]))
+            texts.append(text)
+    slots = pd.DataFrame(rows, columns=["seq", "line", "slot", "user_idx", "item_idx", "position",
+                                        "timestamp", "rating", "split", "owned", "target"])
+    return PackedSequences(token_ids, slots, texts)
+
+
+def bias_offsets(processed, slots: pd.DataFrame, damping: float = 5.0) -> np.ndarray:
+    """The damped user + item bias baseline (baselines.heuristic_predictions' "user + item
+    bias") for each slot, from training ratings only. A training slot's own rating is left out
+    of its user's and its item's sums, so a regression head that learns the residual over it
+    never reads its target."""
+    train = processed.train_ratings()
+    mu = float(train["rating"].mean())
+    dev = train["rating"] - mu
+    i_sum = dev.groupby(train["item_idx"]).sum()
+    i_n = train.groupby("item_idx").size()
+    b_i = i_sum / (i_n + damping)
+    resid = dev - train["item_idx"].map(b_i).to_numpy()
+    u_sum = resid.groupby(train["user_idx"]).sum()
+    u_n = train.groupby("user_idx").size()
+    users, items = slots["user_idx"], slots["item_idx"]
+    own = (slots["split"] == "train").to_numpy()
+    r = slots["rating"].to_numpy(dtype=float)
+    isum = items.map(i_sum).fillna(0).to_numpy() - own * (r - mu)
+    icount = items.map(i_n).fillna(0).to_numpy() - own
+    bi = isum / (icount + damping)
+    bi_full = items.map(b_i).fillna(0).to_numpy()
+    usum = users.map(u_sum).fillna(0).to_numpy() - own * (r - mu - bi_full)
+    ucount = users.map(u_n).fillna(0).to_numpy() - own
+    return mu + usum / (ucount + damping) + bi
+
+
+# --------------------------------------------------------------------------- model and data
+
+
+class PackedRatingModel(RatingModel):
+    """RatingModel read at every rating slot of a sequence instead of at the last token.
+
+    The inputs are whole sequences (token ids, or cached states entering the top layers) and
+    `slot_index` [batch, slots], the token positions to read (-1: padding). Classification: the
+    five logits of "1".."5" at each slot (initialised from the LM head's rows, so the untrained
+    model is the pretrained one); regression: one number per slot, plus `offsets` (e.g. the
+    user + item biases) when given, so the head learns the residual.
+    """
+
+    def __init__(self, lm: LoadedLM, head: str = "classification", body: nn.Module | None = None,
+                 init_rating: float = 3.5):
+        if lm.family != "causal":
+            raise ValueError(f"the packed formulation needs a decoder-only model (causal "
+                             f"attention); {lm.name!r} is {lm.family}")
+        super().__init__(lm, head, body=body, init_rating=init_rating)
+
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, slot_index=None,
+                labels=None, offsets=None):
+        hidden = self.backbone(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                               attention_mask=attention_mask, use_cache=False).last_hidden_state
+        valid = slot_index >= 0
+        rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
+        states = hidden[rows, slot_index.clamp(min=0)]  # [batch, slots, dim]
+        scores = self.score(states)
+        if self.head == "regression":
+            scores = scores.squeeze(-1)
+            if offsets is not None:
+                scores = scores + offsets
+        loss = None
+        if labels is not None:
+            mask = valid & (labels > 0)  # 0: a slot read for prediction only
+            if self.head == "classification":
+                loss = nn.functional.cross_entropy(scores[mask].float(), labels[mask].long() - 1)
+            else:
+                loss = nn.functional.mse_loss(scores[mask].float(), labels[mask].float())
+        return {"loss": loss, "logits": scores}
+
+
+class PackedDataset(torch.utils.data.Dataset):
+    """The sequences that hold at least one of `slots` (rows of PackedSequences.slots), each with
+    the positions to read, their ratings and offsets. With `cut` a sequence ends at its last
+    selected slot: the text after it cannot change those states (causal attention), so it is not
+    computed. `order` maps the model's outputs back to the rows of `slots`."""
+
+    def __init__(self, inputs: list, slots: pd.DataFrame, *, offsets=None, key: str = "inputs_embeds",
+                 cut: bool = True, labels: bool = True):
+        self.inputs, self.key, self.cut = inputs, key, cut
+        offsets = np.zeros(len(slots)) if offsets is None else np.asarray(offsets, dtype=float)
+        if len(offsets) != len(slots):
+            raise ValueError(f"{len(offsets)} offsets for {len(slots)} slots")
+        frame = slots.assign(_row=np.arange(len(slots)), _offset=offsets)
+        self.items, self.order = [], []
+        for seq, g in frame.groupby("seq", sort=True):
+            self.items.append((int(seq), torch.tensor(g["slot"].to_numpy(), dtype=torch.long),
+                               torch.as_tensor(g["rating"].to_numpy(dtype=float) if labels
+                                               else np.zeros(len(g)), dtype=torch.float32),
+                               torch.as_tensor(g["_offset"].to_numpy(), dtype=torch.float32)))
+            self.order.extend(g["_row"].tolist())
+        self.order = np.asarray(self.order, dtype=int)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        seq, slot, rating, offset = self.items[i]
+        x = self.inputs[seq]
+        if self.cut:
+            x = x[:int(slot.max()) + 1]
+        return {self.key: x, "slot_index": slot, "labels": rating, "offsets": offset}
+
+
+def collate_packed(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad sequences (positions 0..T-1 stay those of the full model) and slot lists (-1)."""
+    key = "inputs_embeds" if "inputs_embeds" in features[0] else "input_ids"
+    longest = max(len(f[key]) for f in features)
+    width = max(len(f["slot_index"]) for f in features)
+    n = len(features)
+    mask = torch.zeros(n, longest, dtype=torch.long)
+    if key == "inputs_embeds":
+        values = torch.zeros(n, longest, features[0][key].shape[-1], dtype=torch.float32)
+    else:
+        values = torch.full((n, longest), pad_id, dtype=torch.long)
+    slot = torch.full((n, width), -1, dtype=torch.long)
+    labels = torch.zeros(n, width)
+    offsets = torch.zeros(n, width)
+    for b, f in enumerate(features):
+        t, s = len(f[key]), len(f["slot_index"])
+        values[b, :t] = torch.as_tensor(f[key]).to(values.dtype)
+        mask[b, :t] = 1
+        slot[b, :s] = f["slot_index"]
+        labels[b, :s] = f["labels"]
+        offsets[b, :s] = f["offsets"]
+    return {key: values, "attention_mask": mask, "slot_index": slot, "labels": labels,
+            "offsets": offsets}
+
+
+def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
+                       lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
+    """A PackedRatingModel over the top `top_layers` layers (fed from the cache) or the whole
+    model (None), optionally with LoRA adapters."""
+    from .cache import top_layers_body
+    from .lm import add_lora
+
+    body = top_layers_body(lm, top_layers) if top_layers is not None else None
+    model = PackedRatingModel(lm, head, body=body, init_rating=init_rating)
+    if lora:
+        model = add_lora(model, lm, r=lora_r, alpha=2 * lora_r)
+    return model
+
+
+@torch.no_grad()
+def predict_packed(model, dataset: PackedDataset, batch_size: int = 8, desc: str = "predicting"):
+    """Expected ratings and raw scores at every slot of `dataset`, in the order of the slots it
+    was built from."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next(model.parameters()).device
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    preds, scores = [], []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        batch = collate_packed([dataset[i] for i in range(start, min(start + batch_size,
+                                                                        len(dataset)))])
+        batch.pop("labels")
+        out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
+        valid = batch["slot_index"] >= 0
+        preds.append(base.expected_rating(out[valid]))
+        scores.append(out[valid])
+    pred = torch.cat(preds).numpy()
+    score = torch.cat(scores).numpy()
+    back = np.empty_like(dataset.order)
+    back[dataset.order] = np.arange(len(dataset.order))
+    return pred[back], score[back]

@@ -1,0 +1,224 @@
+"""The packed formulation (llmrec.packed): one causal sequence per user, every rating a target.
+
+What must hold for it to be the same model as Kang et al.'s per-prompt one, and leak-free:
+the state at a slot is the state of the same text run alone; a later rating changes no earlier
+prediction; validation and test ratings never enter the loss; no sequence mixes users; a
+target's context holds only earlier ratings, under both splits."""
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_rating_data
+
+from llmrec.baselines import heuristic_predictions
+from llmrec.cache import compute_hidden
+from llmrec.lm import RatingModel, load_lm, rating_token_ids
+from llmrec.packed import (
+    PackedDataset,
+    bias_offsets,
+    build_packed_model,
+    build_sequences,
+    collate_packed,
+    predict_packed,
+)
+from llmrec.splits import build_processed
+from llmrec.training import train_with_trainer
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_lm("tiny-llama", seed=0)
+
+
+def processed_of(data=None, split="leave_last", **kwargs):
+    return build_processed(data or make_rating_data(n_users=10, n_items=30, per_user=12),
+                           history_len=5, split=split, **kwargs)
+
+
+def packed_inputs(lm, seqs, top_layers=2):
+    return compute_hidden(lm, top_layers, seqs.token_ids, batch_size=4)
+
+
+def test_every_rating_gets_one_slot_before_its_digit(lm):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=None)
+    ids = rating_token_ids(lm.tokenizer)
+    assert len(seqs.slots) == len(p.ratings)  # no window, no chunk: every rating once
+    for row in seqs.slots.itertuples():
+        assert seqs.token_ids[row.seq][row.slot + 1] == ids[int(row.rating) - 1]
+    assert seqs.texts[0].startswith("A user's item ratings, oldest first")
+    assert "Film" in seqs.texts[0].splitlines()[1]
+
+
+def test_state_at_a_slot_equals_the_same_text_run_alone(lm):
+    """Packed: one pass over the sequence, read at each slot. Per prompt: the text up to the slot
+    as its own input, read at its last token (RatingModel, the whole model, no cache)."""
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=6)
+    packed = build_packed_model(lm, "classification", top_layers=2)
+    alone = RatingModel(lm, "classification")  # the whole model: no cache involved
+    slots = seqs.slots[seqs.slots.seq < 3]
+    ds = PackedDataset(packed_inputs(lm, seqs), slots)
+    _, scores = predict_packed(packed, ds)
+    with torch.no_grad():
+        for (row, got) in zip(slots.itertuples(), scores):
+            prefix = torch.tensor([seqs.token_ids[row.seq][:row.slot + 1]])
+            want = alone(input_ids=prefix, attention_mask=torch.ones_like(prefix))["logits"][0]
+            torch.testing.assert_close(torch.as_tensor(got), want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_later_rating_changes_no_earlier_prediction(lm):
+    p = processed_of()
+    model = build_packed_model(lm, "classification", top_layers=2)
+
+    def predictions(processed):
+        seqs = build_sequences(processed, lm.tokenizer, window=None)
+        return seqs, predict_packed(model, PackedDataset(packed_inputs(lm, seqs), seqs.slots))[0]
+
+    seqs, before = predictions(p)
+    user = 0
+    lines = seqs.slots[seqs.slots.user_idx == user]
+    changed = lines.iloc[len(lines) // 2]
+    edited = p.ratings.copy()
+    at = (edited.user_idx == user) & (edited.position == changed.position)
+    edited.loc[at, "rating"] = 1 if changed.rating != 1 else 5
+    p2 = type(p)(edited, p.items, p.examples, p.manifest)
+    _seqs2, after = predictions(p2)
+    mine = (seqs.slots.user_idx == user).to_numpy()
+    earlier = mine & (seqs.slots.position <= changed.position).to_numpy()  # its own slot too
+    later = mine & (seqs.slots.position > changed.position).to_numpy()
+    np.testing.assert_allclose(after[earlier], before[earlier], atol=1e-6)
+    np.testing.assert_allclose(after[~mine], before[~mine], atol=1e-6)
+    assert np.abs(after[later] - before[later]).max() > 1e-6  # the test can see a change
+
+
+def test_validation_and_test_never_enter_the_loss(lm):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=8, min_context=2)
+    train = seqs.targets("train")
+    assert set(train["split"]) == {"train"} and len(train) > 0
+    assert (train.groupby("seq")["line"].min() >= 2).all()
+
+    def loss_and_grads(processed):
+        s = build_sequences(processed, lm.tokenizer, window=8, min_context=2)
+        torch.manual_seed(0)
+        model = build_packed_model(lm, "classification", top_layers=2)
+        ds = PackedDataset(packed_inputs(lm, s), s.targets("train"))
+        batch = collate_packed([ds[i] for i in range(len(ds))])
+        loss = model(**batch)["loss"]
+        loss.backward()
+        return loss.item(), [q.grad.clone() for q in model.parameters() if q.grad is not None]
+
+    edited = p.ratings.copy()
+    held_out = edited.split != "train"
+    edited.loc[held_out, "rating"] = 6 - edited.loc[held_out, "rating"]
+    a, ga = loss_and_grads(p)
+    b, gb = loss_and_grads(type(p)(edited, p.items, p.examples, p.manifest))
+    assert a == pytest.approx(b, abs=1e-7)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y)
+    # and the training sequences end at their last training slot: nothing after it is computed
+    ds = PackedDataset(packed_inputs(lm, seqs), train)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert len(item["inputs_embeds"]) == item["slot_index"].max() + 1
+
+
+def test_no_sequence_mixes_users_and_lines_are_the_users_ratings(lm):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=4, max_lines=5, overlap=2)
+    assert (seqs.slots.groupby("seq")["user_idx"].nunique() == 1).all()
+    titles = dict(zip(p.items.item_idx, p.items.title))
+    for row in seqs.slots.itertuples():
+        line = seqs.texts[row.seq].splitlines()[1 + row.line]
+        assert line.startswith(titles[row.item_idx]) and line.endswith(f": {int(row.rating)}")
+        rated = p.ratings[(p.ratings.user_idx == row.user_idx) & (p.ratings.position == row.position)]
+        assert rated.item_idx.item() == row.item_idx and rated.rating.item() == row.rating
+
+
+@pytest.mark.parametrize("split", ["leave_last", "global_time"])
+def test_a_targets_context_holds_only_earlier_ratings(lm, split):
+    p = processed_of(split=split)
+    seqs = build_sequences(p, lm.tokenizer, window=5, max_lines=6, overlap=2)
+    s = seqs.slots
+    for seq, g in s.groupby("seq"):
+        g = g.sort_values("line")
+        assert (np.diff(g.position) > 0).all() and (np.diff(g.timestamp) >= 0).all()
+        held_out = (g.split != "train").to_numpy()
+        assert (np.diff(held_out.astype(int)) >= 0).all()  # training lines first, then held-out
+    # every held-out rating is scored exactly once; every training target once at most
+    for name in ("val", "test"):
+        want = p.ratings[p.ratings.split == name][["user_idx", "position"]]
+        got = seqs.targets(name)[["user_idx", "position"]]
+        assert sorted(map(tuple, got.to_numpy())) == sorted(map(tuple, want.to_numpy()))
+    assert not seqs.targets("train").duplicated(["user_idx", "position"]).any()
+
+
+def test_long_histories_are_chunked_with_context(lm):
+    p = processed_of(make_rating_data(n_users=3, n_items=40, per_user=30))
+    seqs = build_sequences(p, lm.tokenizer, window=None, max_lines=10, overlap=3, min_context=2)
+    assert len(seqs) > 3
+    owned = seqs.slots[seqs.slots.owned]
+    assert len(owned) == len(p.ratings)
+    assert not owned.duplicated(["user_idx", "position"]).any()
+    later_chunks = seqs.slots[seqs.slots.seq.isin(seqs.slots.groupby("user_idx").seq.max())]
+    assert (~later_chunks[later_chunks.line < 3].owned).all() or later_chunks.line.min() > 0
+
+
+def test_bad_parameters_are_refused(lm):
+    p = processed_of()
+    for kwargs, match in [({"window": 0}, "window"), ({"max_lines": 4, "overlap": 4}, "overlap"),
+                          ({"line": "{rating} stars for {title}"}, "must end with"),
+                          ({"line": "{title}"}, "must contain")]:
+        with pytest.raises(ValueError, match=match):
+            build_sequences(p, lm.tokenizer, **kwargs)
+    with pytest.raises(ValueError, match="decoder-only"):
+        build_packed_model(load_lm("tiny-bert"), "classification", top_layers=1)
+
+
+def test_bias_offsets_are_the_heuristic_and_leave_a_training_rating_out(lm):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=None)
+    s = seqs.slots
+    off = bias_offsets(p, s)
+    test = s[s.split == "test"]
+    examples = p.examples.set_index(["user_idx", "position"]).loc[
+        list(zip(test.user_idx, test.position))].reset_index()
+    np.testing.assert_allclose(off[(s.split == "test").to_numpy()],
+                               heuristic_predictions(p, examples)["user + item bias"], atol=1e-9)
+    # a training slot's offset moves only through the global mean when its own rating changes
+    i = int(np.flatnonzero((s.split == "train").to_numpy())[5])
+    edited = p.ratings.copy()
+    row = (edited.user_idx == s.user_idx[i]) & (edited.position == s.position[i])
+    edited.loc[row, "rating"] = 1 if s.rating[i] != 1 else 5
+    p2 = type(p)(edited, p.items, p.examples, p.manifest)
+    s2 = s.copy()
+    s2.loc[i, "rating"] = edited.loc[row, "rating"].item()
+    n_train = (p.ratings.split == "train").sum()
+    assert abs(bias_offsets(p2, s2)[i] - off[i]) <= 3 * 4 / n_train
+
+
+def test_trains_through_the_kits_trainer_and_predicts_every_test_user(lm, tmp_path):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=8)
+    hidden = packed_inputs(lm, seqs)
+    train = PackedDataset(hidden, seqs.targets("train"))
+    val = PackedDataset(hidden, seqs.targets("val"))
+    model = build_packed_model(lm, "regression", top_layers=2)
+    _trainer, log = train_with_trainer(model, train, val, collate_packed, output_dir=tmp_path,
+                                      epochs=2, lr=1e-3, batch_size=4, eval_points=2,
+                                      prediction_loss_only=True)
+    assert log["eval_loss"].notna().sum() >= 2
+    test = seqs.targets("test")
+    pred, _ = predict_packed(model, PackedDataset(hidden, test))
+    assert len(pred) == len(p.split("test")) == len(test) and np.isfinite(pred).all()
+    # the order of the predictions is the order of the slots asked for, whatever the batching
+    shuffled = test.sample(frac=1, random_state=1)
+    pred2, _ = predict_packed(model, PackedDataset(hidden, shuffled), batch_size=3)
+    np.testing.assert_allclose(pred2, pd_series(pred, test.index).loc[shuffled.index], atol=1e-6)
+
+
+def pd_series(values, index):
+    import pandas as pd
+
+    return pd.Series(values, index=index)
