@@ -8,8 +8,8 @@ target's context holds only earlier ratings, under both splits."""
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_rating_data
 
+from conftest import make_rating_data
 from llmrec.baselines import heuristic_predictions
 from llmrec.cache import compute_hidden
 from llmrec.lm import RatingModel, load_lm, rating_token_ids
