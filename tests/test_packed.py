@@ -214,7 +214,7 @@ def test_trains_through_the_kits_trainer_and_predicts_every_test_user(lm, tmp_pa
     assert len(pred) == len(p.split("test")) == len(test) and np.isfinite(pred).all()
     # the order of the predictions is the order of the slots asked for, whatever the batching
     shuffled = test.sample(frac=1, random_state=1)
-    pred2, _ = predict_packed(model, PackedDataset(hidden, shuffled), batch_size=3)
+    pred2, _ = predict_packed(model, PackedDataset(hidden, shuffled), collate_packed, batch_size=3)
     np.testing.assert_allclose(pred2, pd_series(pred, test.index).loc[shuffled.index], atol=1e-6)
 
 
@@ -222,3 +222,25 @@ def pd_series(values, index):
     import pandas as pd
 
     return pd.Series(values, index=index)
+
+
+def test_slots_line_up_with_the_examples(lm):
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=4)
+    test = p.split("test").sample(frac=1, random_state=0)
+    slots = seqs.slots_for(test)
+    assert slots.user_idx.tolist() == test.user_idx.tolist()
+    assert slots.rating.tolist() == test.rating.tolist()
+    with pytest.raises(ValueError, match="no slot"):
+        build_sequences(p, lm.tokenizer, window=4, users=[0]).slots_for(test)
+
+
+def test_formulation_is_checked_before_any_work():
+    from llmrec.packed import check_formulation
+
+    assert check_formulation("packed", "smollm2-135m") == "packed"
+    assert check_formulation("prompt", "flan-t5-base") == "prompt"
+    with pytest.raises(ValueError, match="FORMULATION must be one of"):
+        check_formulation("pack", "smollm2-135m")
+    with pytest.raises(ValueError, match="encoder-decoder.*FORMULATION = 'prompt'"):
+        check_formulation("packed", "flan-t5-base")

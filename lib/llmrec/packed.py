@@ -73,6 +73,18 @@ class PackedSequences:
             raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
         return self.slots[(self.slots["split"] == split) & self.slots["owned"]]
 
+    def slots_for(self, examples: pd.DataFrame) -> pd.DataFrame:
+        """The slots of `examples` (rows of processed.examples), in their order: predictions
+        then line up with every other model's on the same test users."""
+        owned = self.slots[self.slots["owned"]].reset_index().set_index(["user_idx", "position"])
+        keys = list(zip(examples["user_idx"], examples["position"]))
+        missing = [k for k in keys if k not in owned.index]
+        if missing:
+            raise ValueError(f"{len(missing)} of {len(keys)} examples have no slot in these "
+                             f"sequences (user_idx, position: {missing[:3]}); build them from the "
+                             "same processed split, without `users`")
+        return self.slots.loc[owned.loc[keys, "index"].to_numpy()]
+
     def __repr__(self) -> str:
         counts = {s: len(self.targets(s)) for s in ("train", "val", "test")}
         return (f"PackedSequences({len(self):,} sequences, {self.n_tokens:,} tokens; targets "
@@ -258,9 +270,9 @@ class PackedDataset(torch.utils.data.Dataset):
         self.items, self.order = [], []
         for seq, g in frame.groupby("seq", sort=True):
             self.items.append((int(seq), torch.tensor(g["slot"].to_numpy(), dtype=torch.long),
-                               torch.as_tensor(g["rating"].to_numpy(dtype=float) if labels
+                               torch.tensor(g["rating"].to_numpy(dtype=float) if labels
                                                else np.zeros(len(g)), dtype=torch.float32),
-                               torch.as_tensor(g["_offset"].to_numpy(), dtype=torch.float32)))
+                               torch.tensor(g["_offset"].to_numpy(), dtype=torch.float32)))
             self.order.extend(g["_row"].tolist())
         self.order = np.asarray(self.order, dtype=int)
 
@@ -315,9 +327,10 @@ def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
 
 
 @torch.no_grad()
-def predict_packed(model, dataset: PackedDataset, batch_size: int = 8, desc: str = "predicting"):
+def predict_packed(model, dataset: PackedDataset, collator=None, batch_size: int = 8,
+                   desc: str = "predicting"):
     """Expected ratings and raw scores at every slot of `dataset`, in the order of the slots it
-    was built from."""
+    was built from (the same call as training.predict_dataset; `collator`: collate_packed)."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -325,8 +338,8 @@ def predict_packed(model, dataset: PackedDataset, batch_size: int = 8, desc: str
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     preds, scores = [], []
     for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
-        batch = collate_packed([dataset[i] for i in range(start, min(start + batch_size,
-                                                                        len(dataset)))])
+        batch = (collator or collate_packed)(
+            [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch.pop("labels")
         out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
         valid = batch["slot_index"] >= 0
@@ -337,3 +350,21 @@ def predict_packed(model, dataset: PackedDataset, batch_size: int = 8, desc: str
     back = np.empty_like(dataset.order)
     back[dataset.order] = np.arange(len(dataset.order))
     return pred[back], score[back]
+
+
+FORMULATIONS = ("packed", "prompt")
+SEQ2SEQ_NAMES = ("tiny-t5", "flan-t5", "google/flan-t5", "t5-", "google/t5")
+
+
+def check_formulation(formulation: str, model: str) -> str:
+    """FORMULATION is "packed" or "prompt", and packed goes with a decoder-only model: said in
+    seconds, before any data or model is loaded (a hub model's family is checked again when it
+    loads)."""
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"FORMULATION must be one of {FORMULATIONS}, got {formulation!r}")
+    if formulation == "packed" and str(model).startswith(SEQ2SEQ_NAMES):
+        raise ValueError(f"FORMULATION = 'packed' needs a decoder-only model; {model!r} is an "
+                         "encoder-decoder (seq2seq) model. Use FORMULATION = 'prompt' with it "
+                         "(Kang et al.'s one prompt per example), or a decoder-only MODEL such as "
+                         "smollm2-135m.")
+    return formulation
