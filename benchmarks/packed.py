@@ -29,8 +29,8 @@ USERS, WINDOW, BATCH = 48, 20, 8
 
 def main() -> dict:
     import torch
+    from lm_training import matmul_peak_gflops
 
-    from lm_training import matmul_peak_gflops  # noqa: I001  (same folder)
     from llmrec.cache import bottom_layers, compute_hidden
     from llmrec.lm import build_rating_model, collator_for, load_lm, make_dataset
     from llmrec.packed import PackedDataset, build_packed_model, build_sequences, collate_packed

@@ -1,13 +1,14 @@
 """Notebooks 00-06 through papermill with the smoke preset, then the files they wrote."""
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from llmrec.course import run_course
-from llmrec.paths import run_figures_dir, runs_dir
+from llmrec.paths import results_dir, run_figures_dir, runs_dir
 from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.notebook
@@ -89,16 +90,24 @@ def test_baseline_figure_and_csv(smoke_run):
 def test_language_model_notebooks(smoke_run):
     figures = run_figures_dir(PRESET)
     t3 = pd.read_csv(figures / "03_results.csv")
-    assert t3.method.tolist()[-3:] == ["tiny-t5 zero-shot", "tiny-t5 few-shot (1)",
-                                       "tiny-t5 fine-tuned classification"]
+    assert t3.method.tolist()[-4:] == ["tiny-llama zero-shot", "tiny-llama few-shot (1)",
+                                       "tiny-llama zero-shot, reading its ratings",
+                                       "tiny-llama fine-tuned classification"]
     assert t3[["rmse", "mae"]].notna().all().all()
+    record3 = load_metrics("03_flan_t5_classification", PRESET)["metrics"]
+    assert record3["formulation"] == "packed" and record3["n_train"] > 64  # every target, not N_TRAIN
+    assert set(record3["test_predictions"]) == {"zero-shot", "fine-tuned classification",
+                                                "zero-shot, reading its ratings"}
     assert (t3.method == "MF").sum() == 1  # baselines read back from notebook 02
     t4 = pd.read_csv(figures / "04_results.csv")
     methods = set(t4.method)
     assert {"tiny-llama fine-tuned regression", "tiny-bert regression (prompt)",
-            "tiny-bert regression (prompt + averages)", "tiny-t5 fine-tuned classification",
+            "tiny-bert regression (prompt + averages)", "tiny-llama fine-tuned classification",
+            "tiny-llama fine-tuned regression on the biases (the kit's)",
             "MF + tiny-bert item text (the kit's)"} <= methods
-    assert set(t4.loc[t4.method.str.contains("the kit's"), "family"]) == {"LM item text + MF (the kit's)"}
+    assert metrics_of_04_compare_the_same_targets()
+    kit = t4[t4.method.str.endswith("(the kit's)") & (t4.family != "blend")]
+    assert set(kit.family) == {"LM item text + MF (the kit's)", "LM + user/item biases (the kit's)"}
     # a blend w·MF + (1 − w)·LM: by convexity its RMSE is at most the same mix of theirs (the MF
     # that 04 trains itself, whose RMSE its record keeps beside the blend's), and w is the
     # minimum of the validation curve the record keeps, not a test-set choice
@@ -241,3 +250,32 @@ def test_every_solution_ran_in_the_smoke_run(smoke_run):
                 assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
                 ran += 1
     assert ran >= 18
+
+
+def metrics_of_04_compare_the_same_targets():
+    """04's regression and 03's classification read the same packed targets: 04 found 03's test
+    predictions and made its paired interval."""
+    rc = load_metrics("04_flan_t5_regression", PRESET)["metrics"]["regression_vs_classification"]
+    return rc is not None and rc["low"] <= rc["high"]
+
+
+def test_classification_notebook_runs_the_papers_prompt_formulation(smoke_run, tmp_path):
+    """The paper preset's path: Flan-T5 (seq2seq) fine-tuned on one prompt per example, with the
+    tiny T5 of the same family; run under its own preset name so the smoke records stay."""
+    import papermill as pm
+
+    from llmrec.course import load_preset, resolve_parameters
+    from llmrec.paths import notebooks_dir
+
+    nb = notebooks_dir() / "03_flan_t5_classification.ipynb"
+    params = resolve_parameters(load_preset("smoke"), [nb])[nb.stem]
+    params.update(PRESET="smoke-prompt", MODEL="tiny-t5", FORMULATION="prompt", TOP_LAYERS=None)
+    try:
+        pm.execute_notebook(str(nb), str(tmp_path / nb.name), parameters=params, cwd=str(notebooks_dir()),
+                            progress_bar=False, kernel_name="python3")
+        record = load_metrics(nb.stem, "smoke-prompt")
+        assert record["metrics"]["formulation"] == "prompt" and record["metrics"]["n_train"] == 64
+        assert _finite(record["metrics"]["results"])
+    finally:
+        for folder in (runs_dir("smoke-prompt"), results_dir("smoke-prompt")):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -5,6 +5,8 @@ the state at a slot is the state of the same text run alone; a later rating chan
 prediction; validation and test ratings never enter the loss; no sequence mixes users; a
 target's context holds only earlier ratings, under both splits."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -67,23 +69,39 @@ def test_state_at_a_slot_equals_the_same_text_run_alone(lm):
             torch.testing.assert_close(torch.as_tensor(got), want, atol=1e-4, rtol=1e-4)
 
 
-def test_a_later_rating_changes_no_earlier_prediction(lm):
-    p = processed_of()
-    model = build_packed_model(lm, "classification", top_layers=2)
+def edited_ratings(p, rows, value):
+    """A copy of `p` whose ratings at `rows` (a boolean mask over p.ratings) are `value(old)`."""
+    edited = p.ratings.copy()
+    edited.loc[rows, "rating"] = value(edited.loc[rows, "rating"])
+    assert (edited.rating != p.ratings.rating).any(), "the edit must change some rating"
+    return type(p)(edited, p.items, p.examples, p.manifest)
+
+
+@pytest.mark.parametrize("split,head,max_lines", [("leave_last", "classification", 64),
+                                                  ("global_time", "regression", 64),
+                                                  ("leave_last", "regression", 5)])
+def test_a_later_rating_changes_no_earlier_prediction(lm, split, head, max_lines):
+    """Whatever the split, the head (regression with its bias offsets) or the chunking."""
+    p = processed_of(split=split)
+    model = build_packed_model(lm, head, top_layers=2)
+    torch.nn.init.normal_(model.score.weight)  # a regression head starts at zero: make it read
 
     def predictions(processed):
-        seqs = build_sequences(processed, lm.tokenizer, window=None)
-        return seqs, predict_packed(model, PackedDataset(packed_inputs(lm, seqs), seqs.slots))[0]
+        seqs = build_sequences(processed, lm.tokenizer, window=None, max_lines=max_lines, overlap=2)
+        offsets = bias_offsets(processed, seqs.slots) if head == "regression" else None
+        ds = PackedDataset(packed_inputs(lm, seqs), seqs.slots, offsets=offsets)
+        return seqs, predict_packed(model, ds)[0]
 
     seqs, before = predictions(p)
-    user = 0
-    lines = seqs.slots[seqs.slots.user_idx == user]
-    changed = lines.iloc[len(lines) // 2]
-    edited = p.ratings.copy()
-    at = (edited.user_idx == user) & (edited.position == changed.position)
-    edited.loc[at, "rating"] = 1 if changed.rating != 1 else 5
-    p2 = type(p)(edited, p.items, p.examples, p.manifest)
-    _seqs2, after = predictions(p2)
+    held = seqs.slots[(seqs.slots.split != "train") & seqs.slots.owned].groupby("user_idx").size()
+    user = int(held[held >= 2].index[0])  # a user with a held-out rating before another one
+    lines = seqs.slots[(seqs.slots.user_idx == user) & seqs.slots.owned]
+    # classification: a training rating in the middle; regression: the first held-out rating
+    # (a training rating also moves the user's bias, which every slot's offset reads)
+    changed = lines.iloc[len(lines) // 2] if head == "classification" else \
+        lines[lines.split != "train"].iloc[0]
+    at = ((p.ratings.user_idx == user) & (p.ratings.position == changed.position)).to_numpy()
+    _, after = predictions(edited_ratings(p, at, lambda r: 6 - r if (r != 3).all() else r + 2))
     mine = (seqs.slots.user_idx == user).to_numpy()
     earlier = mine & (seqs.slots.position <= changed.position).to_numpy()  # its own slot too
     later = mine & (seqs.slots.position > changed.position).to_numpy()
@@ -109,19 +127,18 @@ def test_validation_and_test_never_enter_the_loss(lm):
         loss.backward()
         return loss.item(), [q.grad.clone() for q in model.parameters() if q.grad is not None]
 
-    edited = p.ratings.copy()
-    held_out = edited.split != "train"
-    edited.loc[held_out, "rating"] = 6 - edited.loc[held_out, "rating"]
+    held_out = (p.ratings.split != "train").to_numpy()
     a, ga = loss_and_grads(p)
-    b, gb = loss_and_grads(type(p)(edited, p.items, p.examples, p.manifest))
+    b, gb = loss_and_grads(edited_ratings(p, held_out, lambda r: 6 - r))
     assert a == pytest.approx(b, abs=1e-7)
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y)
-    # and the training sequences end at their last training slot: nothing after it is computed
+    # and the training pass never computes the held-out lines: their token states are not fed
     ds = PackedDataset(packed_inputs(lm, seqs), train)
-    for i in range(len(ds)):
-        item = ds[i]
-        assert len(item["inputs_embeds"]) == item["slot_index"].max() + 1
+    held = seqs.slots[seqs.slots.split != "train"].groupby("seq").slot.min()
+    for i, (seq, *_rest) in enumerate(ds.items):
+        if seq in held.index:
+            assert len(ds[i]["inputs_embeds"]) <= held[seq] - 1  # ends before the held-out line
 
 
 def test_no_sequence_mixes_users_and_lines_are_the_users_ratings(lm):
@@ -156,13 +173,19 @@ def test_a_targets_context_holds_only_earlier_ratings(lm, split):
 
 def test_long_histories_are_chunked_with_context(lm):
     p = processed_of(make_rating_data(n_users=3, n_items=40, per_user=30))
-    seqs = build_sequences(p, lm.tokenizer, window=None, max_lines=10, overlap=3, min_context=2)
+    seqs = build_sequences(p, lm.tokenizer, window=None, max_lines=10, overlap=3, min_context=4)
     assert len(seqs) > 3
     owned = seqs.slots[seqs.slots.owned]
     assert len(owned) == len(p.ratings)
     assert not owned.duplicated(["user_idx", "position"]).any()
-    later_chunks = seqs.slots[seqs.slots.seq.isin(seqs.slots.groupby("user_idx").seq.max())]
-    assert (~later_chunks[later_chunks.line < 3].owned).all() or later_chunks.line.min() > 0
+    for user, g in seqs.slots.groupby("user_idx"):
+        chunks = sorted(g.seq.unique())
+        for a, b in itertools.pairwise(chunks):  # each chunk opens with the 3 lines before it
+            prev, cur = g[g.seq == a].sort_values("line"), g[g.seq == b].sort_values("line")
+            assert cur.position.iloc[:3].tolist() == prev.position.iloc[-3:].tolist()
+            assert not cur.owned.iloc[:3].any() and cur.owned.iloc[3:].all()
+    # a target needs min_context lines that its own sequence shows
+    assert (seqs.targets("train").line >= 4).all()
 
 
 def test_bad_parameters_are_refused(lm):
@@ -186,16 +209,14 @@ def test_bias_offsets_are_the_heuristic_and_leave_a_training_rating_out(lm):
         list(zip(test.user_idx, test.position))].reset_index()
     np.testing.assert_allclose(off[(s.split == "test").to_numpy()],
                                heuristic_predictions(p, examples)["user + item bias"], atol=1e-9)
-    # a training slot's offset moves only through the global mean when its own rating changes
-    i = int(np.flatnonzero((s.split == "train").to_numpy())[5])
-    edited = p.ratings.copy()
-    row = (edited.user_idx == s.user_idx[i]) & (edited.position == s.position[i])
-    edited.loc[row, "rating"] = 1 if s.rating[i] != 1 else 5
-    p2 = type(p)(edited, p.items, p.examples, p.manifest)
-    s2 = s.copy()
-    s2.loc[i, "rating"] = edited.loc[row, "rating"].item()
-    n_train = (p.ratings.split == "train").sum()
-    assert abs(bias_offsets(p2, s2)[i] - off[i]) <= 3 * 4 / n_train
+    # a training slot's offset is the heuristic refitted without that rating, exactly
+    train_at = np.flatnonzero((s.split == "train").to_numpy())
+    for i in train_at[[0, 7, len(train_at) // 2, -1]]:
+        row = ((p.ratings.user_idx == s.user_idx[i]) & (p.ratings.position == s.position[i])).to_numpy()
+        without = p.ratings.copy()
+        without.loc[row, "split"] = "left out"
+        refit = heuristic_predictions(type(p)(without, p.items, p.examples, p.manifest), s.iloc[[i]])
+        assert off[i] == pytest.approx(refit["user + item bias"][0], abs=1e-9)
 
 
 def test_trains_through_the_kits_trainer_and_predicts_every_test_user(lm, tmp_path):

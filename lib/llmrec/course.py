@@ -117,8 +117,8 @@ def notebook_parameters(notebook: Path) -> dict[str, dict]:
 
 
 # Integer parameters whose default is positive must stay >= 1, except these, where 0 means
-# something (no demonstrations; no trained layer; no minimum number of steps).
-ZERO_ALLOWED = {"N_SHOTS", "TOP_LAYERS", "BASELINE_MIN_STEPS", "LM_MIN_STEPS"}
+# something (no demonstrations; no trained layer; no minimum number of steps; no context).
+ZERO_ALLOWED = {"N_SHOTS", "TOP_LAYERS", "BASELINE_MIN_STEPS", "LM_MIN_STEPS", "MIN_CONTEXT"}
 _TYPE_NAMES = {bool: "a bool (True/False)", int: "an int", float: "a float (or an int)",
                str: "a str", list: "a list", dict: "a dict"}
 

@@ -114,6 +114,14 @@ def versus(y_true, predictions: dict, opponents: dict, *, groups=None, n_boot: i
     return pd.DataFrame(rows)
 
 
+def against(low, high) -> str:
+    """A paired interval of an RMSE difference (method − opponent), in words."""
+    if pd.isna(low):
+        return "no interval"
+    word = "better" if high < 0 else "worse" if low > 0 else "not distinguishable (the interval contains 0)"
+    return f"{word}, {low:+.3f} … {high:+.3f}"
+
+
 # --------------------------------------------------------------------------- click ranking
 
 

@@ -171,7 +171,7 @@ def build_sequences(processed, tokenizer, *, window: int | None = 20, min_contex
                         f"digit of line {k} of user {user} a token of its own ({text!r}); the "
                         "packed formulation reads the state before the digit. Use a line format "
                         "where the rating follows a space or a colon, or another model.")
-                context = start + k  # earlier ratings of this user in this sequence's window
+                context = k  # the user's earlier ratings this sequence shows before the line
                 owned = start + k >= owned_from
                 rows.append({"seq": seq, "line": k, "slot": j - 1, "user_idx": user,
                              "item_idx": row.item_idx, "position": row.position,
@@ -188,28 +188,39 @@ def build_sequences(processed, tokenizer, *, window: int | None = 20, min_contex
 
 def bias_offsets(processed, slots: pd.DataFrame, damping: float = 5.0) -> np.ndarray:
     """The damped user + item bias baseline (baselines.heuristic_predictions' "user + item
-    bias") for each slot, from training ratings only. A training slot's own rating is left out
-    of its user's and its item's sums, so a regression head that learns the residual over it
-    never reads its target."""
+    bias") for each slot, from training ratings only. For a training slot it is computed as if
+    its own rating were not there — the global mean, its item's bias and its user's bias all
+    without it, exactly (tests/test_packed.py compares with the heuristic refitted without the
+    row) — so a regression head that learns the residual over it never reads its target.
+
+    With the bias of item j, b_j = (R_j − n_j·μ) / (n_j + λ) (R_j: the sum of its ratings), the
+    user's bias is b_u = (A_u − μ·B_u) / (n_u + λ), where A_u sums r − R_j/(n_j + λ) and B_u sums
+    λ/(n_j + λ) over the user's ratings: leaving one rating out is a subtraction from each sum."""
     train = processed.train_ratings()
-    mu = float(train["rating"].mean())
-    dev = train["rating"] - mu
-    i_sum = dev.groupby(train["item_idx"]).sum()
-    i_n = train.groupby("item_idx").size()
-    b_i = i_sum / (i_n + damping)
-    resid = dev - train["item_idx"].map(b_i).to_numpy()
-    u_sum = resid.groupby(train["user_idx"]).sum()
-    u_n = train.groupby("user_idx").size()
-    users, items = slots["user_idx"], slots["item_idx"]
+    r_all = train["rating"].to_numpy(dtype=float)
+    total, n = r_all.sum(), len(r_all)
+    item_sum = train.groupby("item_idx")["rating"].sum()
+    item_n = train.groupby("item_idx").size()
+    j_sum = train["item_idx"].map(item_sum).to_numpy()
+    j_n = train["item_idx"].map(item_n).to_numpy()
+    a = pd.Series(r_all - j_sum / (j_n + damping)).groupby(train["user_idx"].to_numpy()).sum()
+    b = pd.Series(damping / (j_n + damping)).groupby(train["user_idx"].to_numpy()).sum()
+    user_n = train.groupby("user_idx").size()
+
     own = (slots["split"] == "train").to_numpy()
-    r = slots["rating"].to_numpy(dtype=float)
-    isum = items.map(i_sum).fillna(0).to_numpy() - own * (r - mu)
-    icount = items.map(i_n).fillna(0).to_numpy() - own
-    bi = isum / (icount + damping)
-    bi_full = items.map(b_i).fillna(0).to_numpy()
-    usum = users.map(u_sum).fillna(0).to_numpy() - own * (r - mu - bi_full)
-    ucount = users.map(u_n).fillna(0).to_numpy() - own
-    return mu + usum / (ucount + damping) + bi
+    r = np.where(own, slots["rating"].to_numpy(dtype=float), 0.0)
+    items, users = slots["item_idx"], slots["user_idx"]
+    i_sum = items.map(item_sum).fillna(0).to_numpy()
+    i_n = items.map(item_n).fillna(0).to_numpy()
+    mu = (total - r) / (n - own)
+    b_i = (i_sum - r - (i_n - own) * mu) / (i_n - own + damping)
+    # the slot's own term of A_u and B_u, computed with its item's full sums, taken out
+    a_own = np.where(own, r - i_sum / (i_n + damping), 0.0)
+    b_own = np.where(own, damping / (i_n + damping), 0.0)
+    u_a = users.map(a).fillna(0).to_numpy() - a_own
+    u_b = users.map(b).fillna(0).to_numpy() - b_own
+    u_n = users.map(user_n).fillna(0).to_numpy() - own
+    return mu + (u_a - mu * u_b) / (u_n + damping) + b_i
 
 
 # --------------------------------------------------------------------------- model and data
@@ -316,10 +327,15 @@ def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
                        lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
     """A PackedRatingModel over the top `top_layers` layers (fed from the cache) or the whole
     model (None), optionally with LoRA adapters."""
+    import copy
+
     from .cache import top_layers_body
     from .lm import add_lora
 
-    body = top_layers_body(lm, top_layers) if top_layers is not None else None
+    # a copy either way: training never changes the loaded model, so 04's second model (or a
+    # zero-shot run after it) starts from the pretrained weights again
+    body = (top_layers_body(lm, top_layers) if top_layers is not None
+            else copy.deepcopy(lm.model.base_model))
     model = PackedRatingModel(lm, head, body=body, init_rating=init_rating)
     if lora:
         model = add_lora(model, lm, r=lora_r, alpha=2 * lora_r)
