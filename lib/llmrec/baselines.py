@@ -48,6 +48,17 @@ def heuristic_predictions(processed: Processed, examples: pd.DataFrame,
     }
 
 
+
+def better_average(processed: Processed) -> str:
+    """"user average" or "item average": the one with the lower RMSE on the validation split, the
+    opponent a model that learned anything must beat (notebooks 03 and 04)."""
+    from .metrics import rmse
+
+    val = processed.split("val")
+    heuristics = heuristic_predictions(processed, val)
+    return min(("user average", "item average"), key=lambda h: rmse(val["rating"], heuristics[h]))
+
+
 # --------------------------------------------------------------------------- tensors
 
 

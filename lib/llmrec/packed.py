@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .lm import LoadedLM, RatingModel, rating_token_ids
+from .lm import LoadedLM, RatingModel, pad_batch, rating_token_ids
 from .prompts import item_genres, item_title
 
 HEADER = "A user's {item_word} ratings, oldest first (1 = lowest, 5 = highest):"
@@ -127,9 +127,8 @@ def build_sequences(processed, tokenizer, *, window: int | None = 20, min_contex
     overlap = _check_int("overlap", overlap, 0)
     if overlap >= max_lines:
         raise ValueError(f"overlap ({overlap}) must be smaller than max_lines ({max_lines})")
-    for placeholder in ("{rating}",):
-        if placeholder not in line:
-            raise ValueError(f"line {line!r} must contain {placeholder}")
+    if "{rating}" not in line:
+        raise ValueError(f"line {line!r} must contain {{rating}}")
     if not line.rstrip().endswith("{rating}"):
         raise ValueError(f"line {line!r} must end with {{rating}}: the rating is the last thing "
                          "on its line, so that its slot state has read the whole item")
@@ -171,14 +170,13 @@ def build_sequences(processed, tokenizer, *, window: int | None = 20, min_contex
                         f"digit of line {k} of user {user} a token of its own ({text!r}); the "
                         "packed formulation reads the state before the digit. Use a line format "
                         "where the rating follows a space or a colon, or another model.")
-                context = k  # the user's earlier ratings this sequence shows before the line
                 owned = start + k >= owned_from
                 rows.append({"seq": seq, "line": k, "slot": j - 1, "user_idx": user,
                              "item_idx": row.item_idx, "position": row.position,
                              "timestamp": row.timestamp, "rating": row.rating,
                              "split": row.split, "owned": owned,
-                             "target": bool(owned and row.split == "train"
-                                            and context >= min_context)})
+                             # k: the user's earlier ratings this sequence shows before the line
+                             "target": bool(owned and row.split == "train" and k >= min_context)})
             token_ids.append(list(enc["input_ids"]))
             texts.append(text)
     slots = pd.DataFrame(rows, columns=["seq", "line", "slot", "user_idx", "item_idx", "position",
@@ -272,7 +270,7 @@ class PackedDataset(torch.utils.data.Dataset):
     computed. `order` maps the model's outputs back to the rows of `slots`."""
 
     def __init__(self, inputs: list, slots: pd.DataFrame, *, offsets=None, key: str = "inputs_embeds",
-                 cut: bool = True, labels: bool = True):
+                 cut: bool = True):
         self.inputs, self.key, self.cut = inputs, key, cut
         offsets = np.zeros(len(slots)) if offsets is None else np.asarray(offsets, dtype=float)
         if len(offsets) != len(slots):
@@ -281,8 +279,7 @@ class PackedDataset(torch.utils.data.Dataset):
         self.items, self.order = [], []
         for seq, g in frame.groupby("seq", sort=True):
             self.items.append((int(seq), torch.tensor(g["slot"].to_numpy(), dtype=torch.long),
-                               torch.tensor(g["rating"].to_numpy(dtype=float) if labels
-                                               else np.zeros(len(g)), dtype=torch.float32),
+                               torch.tensor(g["rating"].to_numpy(dtype=float), dtype=torch.float32),
                                torch.tensor(g["_offset"].to_numpy(), dtype=torch.float32)))
             self.order.extend(g["_row"].tolist())
         self.order = np.asarray(self.order, dtype=int)
@@ -299,28 +296,20 @@ class PackedDataset(torch.utils.data.Dataset):
 
 
 def collate_packed(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-pad sequences (positions 0..T-1 stay those of the full model) and slot lists (-1)."""
+    """lm.pad_batch's right padding of the sequences (positions 0..T-1 stay those of the full
+    model), plus the slot lists padded with -1 and their ratings and offsets with 0."""
     key = "inputs_embeds" if "inputs_embeds" in features[0] else "input_ids"
-    longest = max(len(f[key]) for f in features)
+    batch = pad_batch([{key: f[key]} for f in features], pad_id)
     width = max(len(f["slot_index"]) for f in features)
-    n = len(features)
-    mask = torch.zeros(n, longest, dtype=torch.long)
-    if key == "inputs_embeds":
-        values = torch.zeros(n, longest, features[0][key].shape[-1], dtype=torch.float32)
-    else:
-        values = torch.full((n, longest), pad_id, dtype=torch.long)
-    slot = torch.full((n, width), -1, dtype=torch.long)
-    labels = torch.zeros(n, width)
-    offsets = torch.zeros(n, width)
+    batch["slot_index"] = torch.full((len(features), width), -1, dtype=torch.long)
+    batch["labels"] = torch.zeros(len(features), width)
+    batch["offsets"] = torch.zeros(len(features), width)
     for b, f in enumerate(features):
-        t, s = len(f[key]), len(f["slot_index"])
-        values[b, :t] = torch.as_tensor(f[key]).to(values.dtype)
-        mask[b, :t] = 1
-        slot[b, :s] = f["slot_index"]
-        labels[b, :s] = f["labels"]
-        offsets[b, :s] = f["offsets"]
-    return {key: values, "attention_mask": mask, "slot_index": slot, "labels": labels,
-            "offsets": offsets}
+        s = len(f["slot_index"])
+        batch["slot_index"][b, :s] = f["slot_index"]
+        batch["labels"][b, :s] = f["labels"]
+        batch["offsets"][b, :s] = f["offsets"]
+    return batch
 
 
 def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
@@ -342,27 +331,13 @@ def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
     return model
 
 
-@torch.no_grad()
 def predict_packed(model, dataset: PackedDataset, collator=None, batch_size: int = 8,
                    desc: str = "predicting"):
     """Expected ratings and raw scores at every slot of `dataset`, in the order of the slots it
-    was built from (the same call as training.predict_dataset; `collator`: collate_packed)."""
-    from tqdm.auto import tqdm
+    was built from: training.predict_dataset over the sequences, then put back in order."""
+    from .training import predict_dataset
 
-    model.eval()
-    device = next(model.parameters()).device
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    preds, scores = [], []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
-        batch = (collator or collate_packed)(
-            [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch.pop("labels")
-        out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
-        valid = batch["slot_index"] >= 0
-        preds.append(base.expected_rating(out[valid]))
-        scores.append(out[valid])
-    pred = torch.cat(preds).numpy()
-    score = torch.cat(scores).numpy()
+    pred, score = predict_dataset(model, dataset, collator or collate_packed, batch_size, desc)
     back = np.empty_like(dataset.order)
     back[dataset.order] = np.arange(len(dataset.order))
     return pred[back], score[back]

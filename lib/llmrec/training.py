@@ -249,6 +249,8 @@ def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = 
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch.pop("labels", None)
         out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
+        if "slot_index" in batch:  # packed sequences: one output per slot, padding dropped
+            out = out[batch["slot_index"] >= 0]
         preds.append(base.expected_rating(out))
         scores.append(out)
     return torch.cat(preds).numpy(), torch.cat(scores).numpy()
