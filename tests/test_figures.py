@@ -117,3 +117,19 @@ def test_a_text_column_must_be_equal(dirs):
     table.assign(verdict=["reproduced", "direction only"]).to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == ["t: LM verdict: run 'direction only' vs reference 'not reproduced'"]
     assert figures.changes("t") == ["t: LM verdict 'not reproduced' -> 'direction only'"]
+
+
+def test_a_timing_column_is_checked_against_a_floor_not_the_reference(dirs):
+    # a speed-up measured on another processor may be far from the reference (2.44x here, 3.57x on
+    # the CI machine for the same code); what must hold anywhere is that it is at least the floor
+    ref, run, table = dirs
+    table = table.assign(of_theory=[1.0, 0.9])
+    table.to_csv(ref / "t.csv", index=False)
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
+        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "of_theory": {"at_least": 0.5}}}))
+    table.assign(of_theory=[1.0, 1.34]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+    table.assign(of_theory=[1.0, 0.3]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: LM of_theory: run 0.3000, below its floor 0.5000"]
+    table.assign(of_theory=[1.0, float("nan")]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: LM of_theory: run nan, below its floor 0.5000"]

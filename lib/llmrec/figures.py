@@ -8,6 +8,8 @@ are checked also has <name>.tolerance.yaml beside it:
       rmse: {abs: 0.01}
       auc: {abs: 0.01, rel: 0.0}
       verdict: {equal: true}  # a text column: must be the same
+      of theory: {at_least: 0.5}  # a one-sided claim, whatever the reference says: for ratios
+                                  # of timings, which move with the processor
     rows: {differ: 1}        # optional: this many rows may be missing or extra (default 0),
                              # e.g. an epoch more or less of early stopping on another CPU
 
@@ -62,6 +64,11 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
                 problems.append(f"{name}: {both[idx]} {col}: run {b.iloc[idx]!r} vs reference {a.iloc[idx]!r}")
             continue
         a, b = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float)
+        if "at_least" in tol:
+            floor = float(tol["at_least"])
+            for idx in np.flatnonzero(~(b >= floor)):  # NaN is below every floor
+                problems.append(f"{name}: {both[idx]} {col}: run {b[idx]:.4f}, below its floor {floor:.4f}")
+            continue
         allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * np.abs(a)
         bad = ~((np.abs(a - b) <= allowed) | (np.isnan(a) & np.isnan(b)))  # both empty: same
         for idx in np.flatnonzero(bad):
