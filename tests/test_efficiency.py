@@ -210,3 +210,35 @@ def test_trainer_curve_is_the_root_of_the_validation_mse():
     assert trainer_curve(log, 16) == [{"examples_seen": 32, "val_rmse": pytest.approx(1.1)},
                                       {"examples_seen": 64, "val_rmse": pytest.approx(0.9)}]
     assert trainer_curve(pd.DataFrame([{"step": 1, "loss": 1.0}]), 16) == []
+
+
+def test_packed_point_trains_only_on_the_subsets_ratings_and_scores_the_test_slots(tmp_path):
+    from llmrec.cache import compute_hidden
+    from llmrec.efficiency import packed_point, packed_targets
+    from llmrec.lm import load_lm
+    from llmrec.packed import build_sequences
+
+    p = build_processed(make_rating_data(n_users=12, n_items=30, per_user=12), history_len=3)
+    lm = load_lm("tiny-llama", seed=0)
+    seqs = build_sequences(p, lm.tokenizer, window=8)
+    pool, test = p.split("train"), p.split("test")
+    subsets = nested_subsets(pool, [0.3, 1.0], seed=0)
+    small, every = (packed_targets(seqs, subsets[f]) for f in (0.3, 1.0))
+    assert len(every) == len(seqs.targets("train"))  # the whole pool holds every target
+    assert 0 < len(small) < len(every)
+    in_subset = set(zip(subsets[0.3].user_idx, subsets[0.3].position))
+    assert set(zip(small.user_idx, small.position)) <= in_subset  # nothing outside the subset
+    assert (small.split == "train").all()
+    inputs = compute_hidden(lm, 1, seqs.token_ids, batch_size=4)
+    kw = dict(seed=0, output_dir=tmp_path, top_layers=1, min_steps=3, batch_size=4)
+    test_slots = seqs.slots_for(test)
+    point = packed_point(lm, inputs, small, seqs.targets("val"), test_slots, **kw)
+    assert point["n_train"] == len(small) and point["steps"] == 3
+    assert point["curve"] and point["curve"][-1]["examples_seen"] == round(3 * 4 * len(small) / point["sequences"])
+    assert np.allclose(test_slots.rating.to_numpy(), test.rating.to_numpy())  # lined up with the examples
+    again = packed_point(lm, inputs, small, seqs.targets("val"), test_slots, **kw)
+    assert again["metrics"] == point["metrics"]  # deterministic
+    other = packed_point(lm, inputs, every, seqs.targets("val"), test_slots, **kw)
+    assert other["metrics"] != point["metrics"]  # the subset is what it trained on
+    with pytest.raises(ValueError, match="LM_FRACTIONS"):
+        packed_point(lm, inputs, small.iloc[:0], seqs.targets("val"), test_slots, **kw)

@@ -103,11 +103,11 @@ def test_language_model_notebooks(smoke_run):
     methods = set(t4.method)
     assert {"tiny-llama fine-tuned regression", "tiny-bert regression (prompt)",
             "tiny-bert regression (prompt + averages)", "tiny-llama fine-tuned classification",
-            "tiny-llama fine-tuned regression on the biases (the kit's)",
+            "tiny-llama fine-tuned regression on MF (the kit's)",
             "MF + tiny-bert item text (the kit's)"} <= methods
     assert metrics_of_04_compare_the_same_targets()
     kit = t4[t4.method.str.endswith("(the kit's)") & (t4.family != "blend")]
-    assert set(kit.family) == {"LM item text + MF (the kit's)", "LM + user/item biases (the kit's)"}
+    assert set(kit.family) == {"LM item text + MF (the kit's)", "LM + MF (the kit's)"}
     # a blend w·MF + (1 − w)·LM: by convexity its RMSE is at most the same mix of theirs (the MF
     # that 04 trains itself, whose RMSE its record keeps beside the blend's), and w is the
     # minimum of the validation curve the record keeps, not a test-set choice

@@ -265,3 +265,50 @@ def test_formulation_is_checked_before_any_work():
         check_formulation("pack", "smollm2-135m")
     with pytest.raises(ValueError, match="encoder-decoder.*FORMULATION = 'prompt'"):
         check_formulation("packed", "flan-t5-base")
+
+
+def test_mf_offsets_are_cross_fitted_a_training_rating_never_reaches_its_own_offset(lm):
+    from llmrec.baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
+    from llmrec.packed import mf_offsets
+    from llmrec.training import TrainConfig
+
+    p = processed_of()
+    s = build_sequences(p, lm.tokenizer, window=None).slots
+    off, full = mf_offsets(p, s, folds=3, max_steps=30)
+    # validation and test slots: the MF trained on every training rating (the tables' MF row)
+    config = TrainConfig(seed=0, max_steps=30, **BASELINE_SETTINGS["MF"]["train"])
+    mf, _ = fit_baseline("MF", p, config, BASELINE_SETTINGS["MF"]["model"])
+    held = (s.split != "train").to_numpy()
+    np.testing.assert_allclose(off[held], predict_baseline(mf, p, s[held]), atol=1e-6)
+    # a training slot: change its rating, and its offset does not move (its fold's MF never saw it),
+    # while the MF on every rating does
+    train_at = np.flatnonzero((s.split == "train").to_numpy())
+    for i in train_at[[0, len(train_at) // 2, -1]]:
+        row = ((p.ratings.user_idx == s.user_idx[i]) & (p.ratings.position == s.position[i])).to_numpy()
+        changed = p.ratings.copy()
+        changed.loc[row, "rating"] = 6.0 - changed.loc[row, "rating"] if s.rating[i] != 3 else 5.0
+        q = type(p)(changed, p.items, p.examples, p.manifest)
+        off2, full2 = mf_offsets(q, s, folds=3, max_steps=30)
+        assert off2[i] == pytest.approx(off[i], abs=1e-6)
+        assert not np.allclose(off2[held], off[held])
+    assert not np.allclose(off[~held], predict_baseline(mf, p, s[~held]))  # not the in-sample MF
+
+
+def test_predictions_come_back_in_the_order_of_the_slots_whatever_the_batching(lm):
+    from llmrec.training import predict_dataset
+
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=None)
+    hidden = packed_inputs(lm, seqs)
+    model = build_packed_model(lm, "classification", top_layers=2)
+    slots = seqs.slots.sample(frac=1.0, random_state=1)  # rows in no particular order
+    data = PackedDataset(hidden, slots)
+    assert len(set(data.lengths())) > 1  # sequences of several lengths: sorting moves them
+    one_by_one, _ = predict_dataset(model, data, collate_packed, batch_size=1)
+    expected = np.empty_like(one_by_one)
+    expected[data.order] = one_by_one  # the dataset's outputs, put back on the rows of `slots`
+    pred, _ = predict_packed(model, data, batch_size=3)
+    np.testing.assert_allclose(pred, expected, atol=1e-5)
+    ids = rating_token_ids(lm.tokenizer)
+    assert np.array_equal(slots.rating.to_numpy(), [{i: r + 1 for r, i in enumerate(ids)}[seqs.token_ids[s][k + 1]]
+                                                     for s, k in zip(slots.seq, slots.slot)])

@@ -77,3 +77,27 @@ def test_the_page_has_what_a_teacher_needs():
     prereq = text.split("## Prerequisites", 1)[1].split("## Glossary", 1)[0]
     assert [int(n) for n in re.findall(r"^\| (\d\d) ", prereq, re.MULTILINE)] == list(range(1, 8))
     assert "00_setup_check" in text.split("## Before the day", 1)[1].split("## Prerequisites", 1)[0]
+
+
+def test_course_times_are_written_from_what_the_runs_measured(tmp_path, monkeypatch):
+    import json
+
+    from llmrec import paths
+
+    monkeypatch.setattr(paths, "results_dir", lambda preset: tmp_path / "results" / preset)
+    course = [p.stem for p in list_notebooks()]
+    for k, preset in enumerate(("smoke", "laptop")):
+        folder = tmp_path / "results" / preset
+        folder.mkdir(parents=True)
+        for i, name in enumerate(course):
+            (folder / f"{name}.json").write_text(json.dumps({"metrics": {}, "wall_s": 10.4 * (i + 1) + 100 * k}))
+    out = tmp_path / "course_times.csv"
+    workshop.record_course_times(path=out)
+    times = workshop.course_times(out)
+    assert list(times.index) == course
+    assert times.loc[course[1], "smoke_s"] == 21 and times.loc[course[1], "laptop_s"] == 121
+    (tmp_path / "results" / "laptop" / f"{course[3]}.json").write_text(json.dumps({"metrics": {}}))
+    out.unlink()
+    with pytest.raises(FileNotFoundError, match=f"laptop/{course[3]}.json"):
+        workshop.record_course_times(path=out)
+    assert not out.exists()  # nothing half-written

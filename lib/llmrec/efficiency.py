@@ -214,13 +214,13 @@ def baseline_curve(history: pd.DataFrame, n_train: int, batch_size: int) -> list
              "val_rmse": float(r.val_rmse)} for r in history.itertuples()]
 
 
-def trainer_curve(log: pd.DataFrame, batch_size: int) -> list[dict]:
+def trainer_curve(log: pd.DataFrame, batch_size: float) -> list[dict]:
     """A Trainer log's validation RMSE (square root of the validation MSE) against examples
-    seen."""
+    seen (`batch_size`: examples per step)."""
     if "eval_loss" not in log:
         return []
     rows = log.dropna(subset=["eval_loss"])
-    return [{"examples_seen": int(step * batch_size), "val_rmse": float(np.sqrt(loss))}
+    return [{"examples_seen": int(round(step * batch_size)), "val_rmse": float(np.sqrt(loss))}
             for step, loss in zip(rows["step"], rows["eval_loss"])]
 
 
@@ -291,6 +291,56 @@ def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
     return {"n_train": n, "metrics": rating_metrics(y_test, pred),
             "curve": trainer_curve(log, batch_size), "train_seconds": train_seconds,
             "steps": steps}
+
+
+def packed_targets(seqs, subset: pd.DataFrame) -> pd.DataFrame:
+    """The training targets of packed sequences (llmrec.packed) whose rating is in `subset` (rows
+    of the processed examples). At a fraction of the training data the packed model is scored on
+    the ratings that fraction holds; the user's other ratings stay in its sequence as context, as
+    the history stays in a prompt (Kang et al.) and in Transformer+MLP's input."""
+    train = seqs.targets("train")
+    wanted = pd.MultiIndex.from_frame(subset[["user_idx", "position"]])
+    return train[pd.MultiIndex.from_frame(train[["user_idx", "position"]]).isin(wanted)]
+
+
+def packed_point(lm, inputs, train_slots: pd.DataFrame, val_slots: pd.DataFrame,
+                 test_slots: pd.DataFrame, *, seed: int, output_dir, top_layers: int | None = 2,
+                 init_rating: float = 3.5, epochs: int = 1, min_steps: int = 0, lr: float = 3e-4,
+                 batch_size: int = 8, max_steps: int | None = None, precision: str = "fp32",
+                 eval_points: int = 2, head: str = "regression", keep_predictions: bool = False) -> dict:
+    """lm_point for the packed formulation: a fresh head (regression, or classification over the
+    rating tokens) and top layers trained on the slots `train_slots` of the cached sequences
+    `inputs` (at least `min_steps` steps), the best of `eval_points` checkpoints kept on
+    `val_slots`; scored on `test_slots` (the test examples' slots, in their order). With
+    `keep_predictions` the test predictions come back too ("predictions")."""
+    from .metrics import rating_metrics
+    from .packed import PackedDataset, build_packed_model, collate_packed, predict_packed
+    from .training import seed_everything, train_with_trainer
+
+    if train_slots.empty:
+        raise ValueError("no training target of the packed sequences falls in this subset: raise the "
+                         "smallest fraction the language model trains on (LM_FRACTIONS)")
+    key = "inputs_embeds" if top_layers is not None else "input_ids"
+    train, val, test = (PackedDataset(inputs, s, key=key) for s in (train_slots, val_slots, test_slots))
+    steps = max(math.ceil(epochs * len(train) / batch_size), min_steps)
+    if max_steps:
+        steps = min(steps, max_steps)
+    seed_everything(seed)
+    model = build_packed_model(lm, head, top_layers=top_layers, init_rating=init_rating)
+    model.to(next(lm.model.parameters()).device)
+    start = time.perf_counter()
+    _, log = train_with_trainer(model, train, val, collate_packed, output_dir=output_dir, lr=lr,
+                                batch_size=batch_size, eval_batch_size=batch_size, seed=seed,
+                                max_steps=steps, precision=precision, eval_points=eval_points,
+                                prediction_loss_only=True)
+    train_seconds = time.perf_counter() - start
+    pred, _ = predict_packed(model, test)
+    # examples seen = rating targets: a step of `batch_size` sequences holds this many on average
+    per_step = batch_size * len(train_slots) / len(train)
+    point = {"n_train": len(train_slots), "metrics": rating_metrics(test_slots["rating"].to_numpy(), pred),
+             "curve": trainer_curve(log, per_step) if head == "regression" else [],
+             "train_seconds": train_seconds, "steps": steps, "sequences": len(train)}
+    return {**point, "predictions": pred} if keep_predictions else point
 
 
 def subset_id(subset: pd.DataFrame) -> str:
