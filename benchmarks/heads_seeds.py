@@ -4,7 +4,7 @@ training seeds (a measurement for issue "regression vs classification", not a te
     python benchmarks/heads_seeds.py        # about 8 minutes on 2 CPU cores, after the laptop 03
 
 Each seed trains both heads exactly as the laptop preset does (top 2 layers from 03's layer cache,
-one epoch over the 11,337 training targets, the better of two checkpoints on the N_VAL
+one epoch over the 8,723 training targets (WINDOW 16), the better of two checkpoints on the N_VAL
 validation users; classification at 03's LR, regression at 04's), and scores them on every test
 user. Two intervals of RMSE(regression) − RMSE(classification):
 
@@ -40,7 +40,7 @@ def main() -> dict:
     processed = ensure_processed(verbose=False)
     test = processed.split("test")
     lm = load_lm("smollm2-135m", seed=0)
-    seqs = build_sequences(processed, lm.tokenizer, window=20, line="{name}: {rating}", min_context=3)
+    seqs = build_sequences(processed, lm.tokenizer, window=16, line="{name}: {rating}", min_context=3)
     inputs = cached_hidden(lm, 2, seqs.token_ids, name="smollm2-135m-packed")
     val, test_slots = seqs.slots_for(processed.sample("val", N_VAL, 0)), seqs.slots_for(test)
     mean_rating = float(processed.train_ratings()["rating"].mean())
