@@ -138,16 +138,26 @@ def test_data_efficiency_notebook(smoke_run):
     params = record["parameters"]
     fractions, seeds = params["FRACTIONS"], range(params["SEED"], params["SEED"] + params["N_SEEDS"])
     expected = {(m, f, s) for m in params["BASELINES"] for f in fractions for s in seeds}
+    lm_fractions = params["LM_FRACTIONS"] or fractions
     expected |= {(f"{m} regression", f, s) for m, limit in params["LM_MODELS"].items()
-                 for f in fractions if f <= limit for s in seeds}
+                 for f in lm_fractions if f <= limit for s in seeds}
     rows = list(zip(points.method, points.fraction, points.seed))
     assert len(rows) == len(set(rows)) and set(rows) == expected  # one row per point
     assert points[["rmse", "mae", "auc", "seconds"]].notna().all().all()
-    sizes = points.groupby(["fraction", "seed"]).n_train.nunique()
-    assert (sizes == 1).all()  # every method got the same subset size at a (fraction, seed)
+    base = points[points.method.isin(params["BASELINES"])].groupby(["fraction", "seed"]).n_train
+    assert (base.nunique() == 1).all()  # every baseline got the same subset size at a (fraction, seed)
+    # a language model reading one prompt per example trains on the same examples; the packed one
+    # on the subset's ratings that lie in the users' windows: fewer, never more
+    lm = points[~points.method.isin(params["BASELINES"])]
+    offered = base.first().loc[list(zip(lm.fraction, lm.seed))].to_numpy()
+    assert (lm.n_train.to_numpy() <= offered).all()
+    assert (lm.n_train.to_numpy() < offered).any() and (lm.n_train.to_numpy() == offered).any()
     assert record["metrics"]["points_computed"] == len(expected)
-    # where each method meets full-data MF, and where MF meets the first language model (RMSE, AUC)
-    assert len(record["metrics"]["statements"]) == len(set(points.method)) - 1 + 2
+    # where each method meets full-data MF, where MF meets the first language model (RMSE, AUC),
+    # and where MF catches up with it at equal data
+    statements = record["metrics"]["statements"]
+    assert len(statements) == len(set(points.method)) - 1 + 3
+    assert statements[-1].startswith("At equal data, ")
     curves = pd.read_csv(figures / "05_convergence.csv")
     assert curves.val_rmse.notna().all() and (curves.examples_seen > 0).all()
 
