@@ -133,3 +133,13 @@ def test_a_timing_column_is_checked_against_a_floor_not_the_reference(dirs):
     assert figures.compare_figure("t") == ["t: LM of_theory: run 0.3000, below its floor 0.5000"]
     table.assign(of_theory=[1.0, float("nan")]).to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == ["t: LM of_theory: run nan, below its floor 0.5000"]
+
+
+def test_a_duplicate_key_is_named_not_a_numpy_error(dirs):
+    ref, run, table = dirs
+    pd.concat([table, table.iloc[:1]]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: the run's t.csv has the key ['method'] twice or more for "
+                                           "['MF']: each row must have its own key"]
+    pd.concat([table, table.iloc[1:]]).to_csv(ref / "t.csv", index=False)
+    table.to_csv(run / "t.csv", index=False)
+    assert "the reference's t.csv has the key ['method'] twice or more for ['LM']" in figures.compare_figure("t")[0]

@@ -47,7 +47,11 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
         return [f"{name}: {run_csv} is missing; run the {preset} preset first"]
     ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
     run = pd.read_csv(run_csv).set_index(spec["key"])
-    problems = []
+    problems = [f"{name}: the {which} {name}.csv has the key {spec['key']} twice or more for "
+                f"{sorted(set(frame.index[frame.index.duplicated()]))}: each row must have its own key"
+                for which, frame in (("reference's", ref), ("run's", run)) if frame.index.has_duplicates]
+    if problems:  # rows cannot be paired: say which key, instead of failing in the comparison
+        return problems
     missing, extra = sorted(set(ref.index) - set(run.index)), sorted(set(run.index) - set(ref.index))
     allowed_rows = int((spec.get("rows") or {}).get("differ", 0))
     if len(missing) + len(extra) > allowed_rows:
