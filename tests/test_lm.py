@@ -369,3 +369,21 @@ def test_advancing_cached_states_through_frozen_layers_equals_caching_higher(tin
         assert all(torch.allclose(a, d, atol=1e-5) for a, d in zip(advanced, direct))
     with pytest.raises(ValueError, match="from_top"):
         advance_hidden(lm, low, from_top=1, to_top=2)
+
+
+def test_lm_and_cache_import_each_other_one_way_only():
+    # cache.py sits below lm.py: it imports nothing of lm, and lm imports cache at the top of the
+    # module, not inside functions where a circle would hide
+    import ast
+
+    from llmrec.paths import repo_root
+
+    def imports(path, inside_functions):
+        tree = ast.parse(path.read_text())
+        nodes = [n for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f)] if inside_functions else list(ast.walk(tree))
+        return {n.module for n in nodes if isinstance(n, ast.ImportFrom) and n.level == 1}
+
+    lib = repo_root() / "lib" / "llmrec"
+    assert "lm" not in imports(lib / "cache.py", inside_functions=False)
+    assert "cache" not in imports(lib / "lm.py", inside_functions=True)

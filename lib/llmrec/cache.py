@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .batching import pad_batch
 from .io import atomic_dir
-from .lm import pad_batch
 from .paths import processed_dir
 
 CACHE_FORMAT = 1

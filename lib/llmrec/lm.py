@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .batching import pad_batch
+from .cache import cached_hidden, top_layers_body
 from .io import atomic_dir
 from .paths import repo_root
 from .system import PACKAGED_MODELS, locate_packaged_model
@@ -298,29 +300,6 @@ def encode(lm: LoadedLM, texts: list[str], max_length: int = 512) -> list[list[i
     return enc["input_ids"]
 
 
-def pad_batch(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-pad a list of examples ({"input_ids"} or {"inputs_embeds"}, plus "labels")."""
-    key = "inputs_embeds" if "inputs_embeds" in features[0] else "input_ids"
-    lengths = [len(f[key]) for f in features]
-    longest = max(lengths)
-    mask = torch.zeros(len(features), longest, dtype=torch.long)
-    for i, n in enumerate(lengths):
-        mask[i, :n] = 1
-    if key == "input_ids":
-        values = torch.full((len(features), longest), pad_id, dtype=torch.long)
-        for i, f in enumerate(features):
-            values[i, :lengths[i]] = torch.as_tensor(f["input_ids"])
-    else:
-        dim = features[0]["inputs_embeds"].shape[-1]
-        values = torch.zeros(len(features), longest, dim, dtype=torch.float32)
-        for i, f in enumerate(features):
-            values[i, :lengths[i]] = f["inputs_embeds"].float()
-    batch = {key: values, "attention_mask": mask}
-    if "labels" in features[0]:
-        batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
-    return batch
-
-
 class RatingDataset(torch.utils.data.Dataset):
     """Examples for the Trainer: token ids (or cached hidden states) and the rating."""
 
@@ -460,7 +439,6 @@ def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingM
     """Rebuild a saved RatingModel; its weights come from the folder, not from the hub."""
     from safetensors.torch import load_model
 
-    from .cache import top_layers_body
 
     folder = Path(folder)
     info = json.loads((folder / "rating_model.json").read_text())
@@ -513,7 +491,6 @@ def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = 
     decoder-only or BERT-like encoder model — the cached hidden states entering its top
     `top_layers` layers (one cache per model, split layer, dtype and prompt tokens, shared by
     every notebook that asks for the same prompts)."""
-    from .cache import cached_hidden
 
     enc = prompt_encodings(lm, processed, examples, history_genres=history_genres,
                            demonstrations=demonstrations, extras=extras)
@@ -531,7 +508,6 @@ def item_embeddings(lm: LoadedLM, processed, batch_size: int = 64) -> torch.Tens
     over its tokens — how all-MiniLM-L6-v2 makes a sentence embedding. Every item is encoded
     once, through the layer cache (top_layers = 0: the whole model, no trained layer), so a
     rerun or another notebook loads it."""
-    from .cache import cached_hidden
     from .prompts import item_texts
 
     texts = item_texts(processed)
@@ -548,7 +524,6 @@ def build_rating_model(lm: LoadedLM, head: str, *, top_layers: int | None = None
     """A RatingModel over the whole backbone, or over its top `top_layers` layers (decoder-only
     and encoder models, fed from the cache), optionally with LoRA adapters instead of full
     weights."""
-    from .cache import top_layers_body
 
     cached = top_layers is not None and lm.family in CACHED_FAMILIES
     body = top_layers_body(lm, top_layers) if cached else None
