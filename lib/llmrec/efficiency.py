@@ -262,6 +262,13 @@ def baseline_point(name: str, processed, subset: pd.DataFrame, test: pd.DataFram
             "train_seconds": result.seconds, "epochs": int(result.history["epoch"].max())}
 
 
+def _steps(n: int, epochs: int, batch_size: int, min_steps: int, max_steps: int | None) -> int:
+    """Optimiser steps of a language-model point: `epochs` over n items, at least `min_steps`,
+    at most `max_steps` (smoke)."""
+    steps = max(math.ceil(epochs * n / batch_size), min_steps)
+    return min(steps, max_steps) if max_steps else steps
+
+
 def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
              output_dir, top_layers: int | None = None, lora: bool = False,
              init_rating: float = 3.5, epochs: int = 1, min_steps: int = 0,
@@ -275,9 +282,7 @@ def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
     from .training import predict_dataset, seed_everything, train_with_trainer
 
     n = len(train_dataset)
-    steps = max(math.ceil(epochs * n / batch_size), min_steps)
-    if max_steps:
-        steps = min(steps, max_steps)
+    steps = _steps(n, epochs, batch_size, min_steps, max_steps)
     seed_everything(seed)
     model = build_rating_model(lm, "regression", top_layers=top_layers, lora=lora,
                                init_rating=init_rating)
@@ -322,9 +327,7 @@ def packed_point(lm, inputs, train_slots: pd.DataFrame, val_slots: pd.DataFrame,
                          "smallest fraction the language model trains on (LM_FRACTIONS)")
     key = "inputs_embeds" if top_layers is not None else "input_ids"
     train, val, test = (PackedDataset(inputs, s, key=key) for s in (train_slots, val_slots, test_slots))
-    steps = max(math.ceil(epochs * len(train) / batch_size), min_steps)
-    if max_steps:
-        steps = min(steps, max_steps)
+    steps = _steps(len(train), epochs, batch_size, min_steps, max_steps)
     seed_everything(seed)
     model = build_packed_model(lm, head, top_layers=top_layers, init_rating=init_rating)
     model.to(next(lm.model.parameters()).device)
