@@ -111,7 +111,8 @@ def test_a_text_column_must_be_equal(dirs):
     table = table.assign(verdict=["reproduced", "not reproduced"])
     table.to_csv(ref / "t.csv", index=False)
     (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
-        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "verdict": {"equal": True}}}))
+        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "verdict": {"equal": True}},
+         "ignored": {"low": "not this test's subject"}}))
     table.to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == []
     table.assign(verdict=["reproduced", "direction only"]).to_csv(run / "t.csv", index=False)
@@ -126,7 +127,8 @@ def test_a_timing_column_is_checked_against_a_floor_not_the_reference(dirs):
     table = table.assign(of_theory=[1.0, 0.9])
     table.to_csv(ref / "t.csv", index=False)
     (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(
-        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "of_theory": {"at_least": 0.5}}}))
+        {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "of_theory": {"at_least": 0.5}},
+         "ignored": {"low": "not this test's subject"}}))
     table.assign(of_theory=[1.0, 1.34]).to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == []
     table.assign(of_theory=[1.0, 0.3]).to_csv(run / "t.csv", index=False)
@@ -143,3 +145,78 @@ def test_a_duplicate_key_is_named_not_a_numpy_error(dirs):
     pd.concat([table, table.iloc[1:]]).to_csv(ref / "t.csv", index=False)
     table.to_csv(run / "t.csv", index=False)
     assert "the reference's t.csv has the key ['method'] twice or more for ['LM']" in figures.compare_figure("t")[0]
+
+
+def _spec(ref, **extra):
+    spec = {"key": ["method"], "columns": {"rmse": {"abs": 0.01}, "low": {"abs": 0.01}}, **extra}
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_a_numeric_column_neither_compared_nor_ignored_fails(dirs):
+    ref, run, table = dirs
+    table.assign(high=[1.0, 1.1]).to_csv(ref / "t.csv", index=False)
+    table.assign(high=[-0.5, float("nan")]).to_csv(run / "t.csv", index=False)  # would pass unchecked
+    assert any("column high is neither compared nor listed" in p for p in figures.compare_figure("t"))
+    _spec(ref, ignored={"high": "a reason"})
+    assert figures.compare_figure("t") == []
+
+
+def test_a_nan_interval_where_the_reference_has_one_fails(dirs):
+    _, run, table = dirs
+    table.assign(low=[float("nan"), float("nan")]).to_csv(run / "t.csv", index=False)
+    assert any("MF low: run nan vs reference 0.9000" in p for p in figures.compare_figure("t"))
+
+
+def test_an_lm_row_worse_than_the_global_average_fails_its_ordering_check(dirs):
+    ref, run, _ = dirs
+    table = pd.DataFrame({"method": ["global average", "zero-shot", "LM"], "rmse": [1.11, 1.98, 0.999],
+                          "vs_global_high": [float("nan"), 1.0, -0.07]})
+    table.to_csv(ref / "t.csv", index=False)
+    spec = {"key": ["method"], "columns": {"rmse": {"abs": 0.2}, "vs_global_high": {"abs": 0.2}},
+            "checks": [{"row": "LM", "column": "vs_global_high", "below": 0, "why": "beats the global average"},
+                       {"row": "LM", "column": "rmse", "below_row": "zero-shot", "why": "beats zero-shot"}]}
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(spec))
+    table.to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+    # within the (deliberately loose) tolerance, yet no longer learning: the ordering check catches it
+    table.assign(rmse=[1.11, 1.98, 1.13], vs_global_high=[float("nan"), 1.0, 0.05]).to_csv(run / "t.csv", index=False)
+    problems = figures.compare_figure("t")
+    assert problems == ["t: LM vs_global_high is 0.0500, not below 0: beats the global average"]
+    table.assign(rmse=[1.11, 1.98, 2.1], vs_global_high=[float("nan"), 1.0, float("nan")]).to_csv(run / "t.csv", index=False)
+    problems = figures.compare_figure("t")
+    assert any("not below zero-shot rmse (1.9800): beats zero-shot" in p for p in problems)
+    assert any("vs_global_high is nan, not below 0" in p for p in problems)
+
+
+def test_rows_may_differ_by_one_per_method_not_three_of_one(dirs):
+    ref, run, _ = dirs
+    curve = pd.DataFrame({"method": ["A"] * 5 + ["B"] * 5, "epoch": list(range(5)) * 2, "v": [1.0] * 10})
+    curve.to_csv(ref / "c.csv", index=False)
+    (ref / "c.tolerance.yaml").write_text(yaml.safe_dump(
+        {"key": ["method", "epoch"], "columns": {"v": {"abs": 0.01}}, "rows": {"differ": 1, "per": ["method"]}}))
+    curve.drop(index=[4, 9]).to_csv(run / "c.csv", index=False)  # one epoch less for each: allowed
+    assert figures.compare_figure("c") == []
+    curve.drop(index=[2, 3, 4]).to_csv(run / "c.csv", index=False)  # A's last three epochs vanish
+    problems = figures.compare_figure("c")
+    assert len(problems) == 1 and "rows differ in ['method']=['A']" in problems[0]
+
+
+def test_rows_not_compared_skip_numbers_but_not_text(dirs):
+    ref, run, table = dirs
+    _spec(ref, rows_not_compared={"LM": "a timing"})
+    table.assign(rmse=[0.95, 9.0]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == []
+    table.assign(rmse=[0.5, 9.0]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: MF rmse: run 0.5000 vs reference 0.9500 (allowed ±0.0100)"]
+
+
+def test_some_rows_may_have_their_own_tolerance(dirs):
+    ref, run, table = dirs
+    _spec(ref)
+    spec = yaml.safe_load((ref / "t.tolerance.yaml").read_text())
+    spec["columns"]["rmse"]["abs_by"] = {"method": {"MF": 0.05}}
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(spec))
+    table.assign(rmse=[0.99, 1.05]).to_csv(run / "t.csv", index=False)  # MF +0.04: within its own 0.05
+    assert figures.compare_figure("t") == []
+    table.assign(rmse=[0.95, 1.07]).to_csv(run / "t.csv", index=False)  # LM keeps the default 0.01
+    assert figures.compare_figure("t") == ["t: LM rmse: run 1.0700 vs reference 1.0500 (allowed ±0.0100)"]

@@ -5,13 +5,23 @@ are checked also has <name>.tolerance.yaml beside it:
 
     key: [method]            # the columns that identify a row
     columns:                 # the numeric columns compared, each with its tolerance
-      rmse: {abs: 0.01}
+      rmse: {abs: 0.01, abs_by: {method: {MLP: 0.05}}}  # another abs for the rows whose key
+                                                        # column `method` is MLP
       auc: {abs: 0.01, rel: 0.0}
       verdict: {equal: true}  # a text column: must be the same
       of theory: {at_least: 0.5}  # a one-sided claim, whatever the reference says: for ratios
                                   # of timings, which move with the processor
-    rows: {differ: 1}        # optional: this many rows may be missing or extra (default 0),
-                             # e.g. an epoch more or less of early stopping on another CPU
+    ignored:                 # every other numeric column, each with the reason it is not compared
+      step_s: seconds, which depend on the processor
+    rows: {differ: 1, per: [method]}  # optional: this many rows may be missing or extra (default
+                             # 0), in each group of `per` (default: in all), e.g. an epoch more or
+                             # less of early stopping on another CPU
+    rows_not_compared:       # optional: rows whose numbers are not compared (their text columns
+      cache claim: a timing  # still are), each with its reason
+    checks:                  # optional: claims the run's own numbers must satisfy, whatever the
+                             # reference says: orderings a model that learns must pass
+      - {row: LM, column: vs_global_high, below: 0, why: beats the global average by its interval}
+      - {row: LM, column: rmse, below_row: zero-shot, why: beats zero-shot}  # same column there
 
 Every CSV in figures/ must have a tolerance file, and every figure a run makes must be in
 figures/ (`compare_all`): a figure nobody checks, or one the reference lacks, fails.
@@ -52,11 +62,9 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
                 for which, frame in (("reference's", ref), ("run's", run)) if frame.index.has_duplicates]
     if problems:  # rows cannot be paired: say which key, instead of failing in the comparison
         return problems
-    missing, extra = sorted(set(ref.index) - set(run.index)), sorted(set(run.index) - set(ref.index))
-    allowed_rows = int((spec.get("rows") or {}).get("differ", 0))
-    if len(missing) + len(extra) > allowed_rows:
-        problems.append(f"{name}: rows differ: missing {missing}, extra {extra}"
-                        + (f" (at most {allowed_rows} may)" if allowed_rows else ""))
+    problems += _row_differences(name, ref, run, spec)
+    problems += _unlisted_columns(name, ref, spec)
+    problems += _checks(name, run, spec)
     both = ref.index.intersection(run.index)
     for col, tol in spec["columns"].items():
         if col not in run.columns:
@@ -68,16 +76,81 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
                 problems.append(f"{name}: {both[idx]} {col}: run {b.iloc[idx]!r} vs reference {a.iloc[idx]!r}")
             continue
         a, b = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float)
+        skip = [k for k in (spec.get("rows_not_compared") or {}) if k in both]  # e.g. a timing row
+        if skip and "at_least" not in tol:
+            keep = ~both.isin(skip)
+            a, b, rows_ = a[keep], b[keep], both[keep]
+        else:
+            rows_ = both
         if "at_least" in tol:
             floor = float(tol["at_least"])
             for idx in np.flatnonzero(~(b >= floor)):  # NaN is below every floor
-                problems.append(f"{name}: {both[idx]} {col}: run {b[idx]:.4f}, below its floor {floor:.4f}")
+                problems.append(f"{name}: {rows_[idx]} {col}: run {b[idx]:.4f}, below its floor {floor:.4f}")
             continue
         allowed = tol.get("abs", 0.0) + tol.get("rel", 0.0) * np.abs(a)
+        for key_col, by_value in (tol.get("abs_by") or {}).items():  # another abs for some rows
+            values = rows_.get_level_values(key_col)
+            allowed = np.where(values.isin(list(by_value)), values.map(lambda v: by_value.get(v, 0.0)), allowed)
+        allowed = np.asarray(allowed, dtype=float)
         bad = ~((np.abs(a - b) <= allowed) | (np.isnan(a) & np.isnan(b)))  # both empty: same
         for idx in np.flatnonzero(bad):
-            problems.append(f"{name}: {both[idx]} {col}: run {b[idx]:.4f} vs reference "
+            problems.append(f"{name}: {rows_[idx]} {col}: run {b[idx]:.4f} vs reference "
                             f"{a[idx]:.4f} (allowed ±{allowed[idx]:.4f})")
+    return problems
+
+
+def _row_differences(name: str, ref: pd.DataFrame, run: pd.DataFrame, spec: dict) -> list[str]:
+    """Missing and extra rows, beyond `rows: {differ: n}` — counted per group of `per` when given
+    (an epoch more or less per method, never three epochs of one method)."""
+    rows = spec.get("rows") or {}
+    allowed, per = int(rows.get("differ", 0)), list(rows.get("per", []))
+    missing, extra = sorted(set(ref.index) - set(run.index)), sorted(set(run.index) - set(ref.index))
+    if not per:
+        groups = {(): missing + extra} if missing or extra else {}
+    else:
+        levels = [spec["key"].index(c) for c in per]
+        groups = {}
+        for key in missing + extra:
+            key = key if isinstance(key, tuple) else (key,)
+            groups.setdefault(tuple(key[i] for i in levels), []).append(key)
+    over = {g: keys for g, keys in groups.items() if len(keys) > allowed}
+    if not over:
+        return []
+    where = "" if not per else f" in {', '.join(f'{per}={list(g)}' for g in over)}"
+    return [f"{name}: rows differ{where}: missing {missing}, extra {extra}"
+            + (f" (at most {allowed} may{' per ' + str(per) if per else ''})" if allowed else "")]
+
+
+def _unlisted_columns(name: str, ref: pd.DataFrame, spec: dict) -> list[str]:
+    """A numeric column of the reference that is neither compared nor listed under `ignored`
+    with its reason: README may print it, so it must not drift unchecked."""
+    listed = set(spec["columns"]) | set(spec.get("ignored") or {})
+    numeric = [c for c in ref.columns if pd.api.types.is_numeric_dtype(ref[c]) and c not in listed]
+    return [f"{name}: column {c} is neither compared nor listed under `ignored` (with the reason) in "
+            f"{name}.tolerance.yaml" for c in numeric]
+
+
+def _checks(name: str, run: pd.DataFrame, spec: dict) -> list[str]:
+    """The run's own orderings (`checks`): a row's value below a number or below another row's."""
+    problems = []
+    for check in spec.get("checks") or []:
+        row, col = check["row"], check["column"]
+        row = tuple(row) if isinstance(row, list) else row
+        other = check.get("below_row")
+        other = tuple(other) if isinstance(other, list) else other
+        missing = [r for r in (row, other) if r is not None and r not in run.index]
+        if missing or col not in run.columns:
+            problems.append(f"{name}: check '{check.get('why', '')}' needs row(s) {missing} and column {col}, "
+                            "which the run lacks")
+            continue
+        value = float(run.loc[row, col])
+        if other is None:
+            limit, what = float(check["below"]), f"{check['below']}"
+        else:
+            other_col = check.get("below_column", col)
+            limit, what = float(run.loc[other, other_col]), f"{other} {other_col} ({float(run.loc[other, other_col]):.4f})"
+        if not value < limit:  # NaN fails
+            problems.append(f"{name}: {row} {col} is {value:.4f}, not below {what}: {check.get('why', 'ordering')}")
     return problems
 
 
