@@ -94,3 +94,26 @@ def test_deviations_must_be_a_mapping(tmp_path):
     path = _edited_paper_preset(tmp_path, lambda body: body.update(deviations=["kang2023.model_xxl"]))
     with pytest.raises(PresetError, match="deviations must be a mapping of setting: reason"):
         load_preset(path)
+
+
+def test_goodreads_rows_are_consistent_except_the_flagged_one():
+    """With one click per impression, nDCG@5 is bounded by MRR and nDCG@1 (the concave hull of
+    (1/r, 1/log2(r + 1)) over ranks r); a transcribed number above the bound is a misprint or a
+    typo, and must say so in its note."""
+    import numpy as np
+
+    from llmrec.papers import paper_numbers
+
+    t = paper_numbers()
+    g = t[(t.paper == "once2024") & (t.dataset == "Goodreads") & (t.table == "Table 2")]
+    wide = g.pivot_table(index=["row", "column"], columns="metric", values="value") / 100
+    xs = np.array([0, 1 / 5, 1 / 4, 1 / 3, 1 / 2])
+    gains = np.array([0] + [1 / np.log2(r + 1) for r in (5, 4, 3, 2)])
+    n1 = wide["ndcg@5"]  # the header's N@5: nDCG@1 on Goodreads
+    bound = n1 + (1 - n1) * np.interp((wide.mrr - n1) / (1 - n1), xs, gains)
+    excess = (wide["ndcg@10"] - bound).sort_values()
+    assert excess.iloc[:-1].max() < 0.005, excess
+    flagged = excess.index[-1]
+    assert flagged == ("DIRE LLaMA-7B", "NAML") and excess.iloc[-1] > 0.02
+    note = g[(g.row == flagged[0]) & (g.column == flagged[1]) & (g.metric == "ndcg@10")].note.iloc[0]
+    assert "misprint" in note and "0.023" in note
