@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from llmrec.cache import cached_hidden
@@ -56,8 +57,8 @@ def main(argv=None) -> int:
             ids, enc = item_encodings(lm, data)
             n_layers = lm.model.config.num_hidden_layers
             tokens = TokenItems(ids, enc, lm.tokenizer.pad_token_id or 0)
-            full_s = time_encoder_steps(build_encoder("DIRE", tokens, lm=lm, top_layers=n_layers,
-                                                      full=True), tokens, args.items, args.steps)
+            full_s = np.median(time_encoder_steps(build_encoder("DIRE", tokens, lm=lm, top_layers=n_layers,
+                                                                full=True), tokens, args.items, args.steps))
             for k in args.k:
                 start = time.perf_counter()
                 hidden = cached_hidden(lm, k, enc, name=f"bench-{name}-k{k}",
@@ -66,11 +67,11 @@ def main(argv=None) -> int:
                 size_mb = sum(f.stat().st_size
                               for f in Path(tmp).glob(f"bench-{name}-k{k}-*/hidden.pt")) / 2**20
                 cached = CachedItems(ids, hidden)
-                cached_s = time_encoder_steps(build_encoder("DIRE", cached, lm=lm, top_layers=k),
-                                              cached, args.items, args.steps)
-                frozen_s = time_encoder_steps(build_encoder("DIRE", tokens, lm=lm, top_layers=k,
-                                                            full=True), tokens, args.items,
-                                              args.steps)
+                cached_s = np.median(time_encoder_steps(build_encoder("DIRE", cached, lm=lm, top_layers=k),
+                                                        cached, args.items, args.steps))
+                frozen_s = np.median(time_encoder_steps(build_encoder("DIRE", tokens, lm=lm, top_layers=k,
+                                                                      full=True), tokens, args.items,
+                                                        args.steps))
                 row = {"model": name, "layers": n_layers, "k": k, "items": len(ids),
                        "tokens": sum(map(len, enc)), "cache_build_s": build_s,
                        "cache_tokens_per_s": sum(map(len, enc)) / build_s, "cache_mb": size_mb,

@@ -307,3 +307,15 @@ def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kw
     print("Baselines: notebook 02 has not been run with these parameters; training them now")
     rows, _, _ = run_baselines(processed, processed.split("test"), **run_kwargs)
     return rows
+
+
+def recorded_predictions(preset: str, parameters: dict, examples: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The trained baselines' test predictions that notebook 02 recorded, when it ran with the same
+    data parameters on exactly these test examples (same rows, same order); else {}."""
+    from .record import load_matching
+
+    record = load_matching("02_baselines", preset, parameters)
+    metrics = (record or {}).get("metrics", {})
+    if metrics.get("test_index") != examples.index.tolist():
+        return {}
+    return {name: np.asarray(p, dtype=float) for name, p in metrics.get("test_predictions", {}).items()}

@@ -150,6 +150,12 @@ def ndcg(labels, scores, k: int) -> float:
 def impression_metrics(labels: list, scores: list, ks=(5, 10)) -> dict[str, float]:
     """AUC, MRR and nDCG@k averaged over impressions (lists of per-impression arrays). Every
     impression needs a clicked and an unclicked candidate; scores must be finite."""
+    return {k: float(v) for k, v in impression_table(labels, scores, ks).mean().items()}
+
+
+def impression_table(labels: list, scores: list, ks=(5, 10)) -> pd.DataFrame:
+    """One row per impression: its AUC, MRR and nDCG@k (what impression_metrics averages), for
+    intervals over impressions (`mean_interval`)."""
     if len(labels) != len(scores) or not labels:
         raise ValueError("labels and scores must be non-empty lists of the same length")
     rows = []
@@ -165,5 +171,41 @@ def impression_metrics(labels: list, scores: list, ks=(5, 10)) -> dict[str, floa
         if y.min() == y.max():
             raise ValueError(f"impression {i}: needs a clicked and an unclicked candidate")
         rows.append([roc_auc_score(y, s), mrr(y, s)] + [ndcg(y, s, k) for k in ks])
-    mean = np.asarray(rows).mean(axis=0)
-    return dict(zip(["auc", "mrr"] + [f"ndcg@{k}" for k in ks], map(float, mean)))
+    return pd.DataFrame(rows, columns=["auc", "mrr"] + [f"ndcg@{k}" for k in ks])
+
+
+def mean_interval(values, baseline=None, *, n_boot: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` over its units (test impressions,
+    users) — or of mean(values - baseline), paired on the same resamples, when `baseline` (the
+    opponent's values on the same units) is given. Fewer than two units: (nan, nan)."""
+    values = np.asarray(values, dtype=float)
+    if baseline is not None:
+        baseline = np.asarray(baseline, dtype=float)
+        if baseline.shape != values.shape:
+            raise ValueError(f"paired values need the same units: {values.shape} vs {baseline.shape}")
+        values = values - baseline
+    if len(values) < 2 or not np.isfinite(values).all():
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values[idx].mean(axis=1), [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def ratio_interval(numerator, denominator, level: float = 0.95) -> tuple[float, float, float]:
+    """The ratio of two sets of independent timings (seconds per step, say): the geometric means'
+    ratio and its Welch t-interval on the log scale. Fewer than two of either: nan bounds."""
+    from scipy import stats
+
+    a, b = np.log(np.asarray(numerator, dtype=float)), np.log(np.asarray(denominator, dtype=float))
+    ratio = float(np.exp(a.mean() - b.mean()))
+    if len(a) < 2 or len(b) < 2:
+        return ratio, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return ratio, ratio, ratio
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return ratio, float(np.exp(a.mean() - b.mean() - half)), float(np.exp(a.mean() - b.mean() + half))

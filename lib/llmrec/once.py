@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .clicks import ClickData, item_texts
 from .lm import pad_batch
-from .metrics import impression_metrics
+from .metrics import impression_metrics, impression_table
 from .training import BestWeights, TrainConfig, seed_everything
 
 WORD = re.compile(r"\w+")
@@ -346,8 +346,13 @@ def score_impressions(model: ClickModel, items, impressions: pd.DataFrame, histo
     return out
 
 
-def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: int) -> dict:
+def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: int,
+             per_impression: bool = False):
+    """AUC, MRR, nDCG@5 and nDCG@10 averaged over the impressions; with per_impression, the
+    table of each impression's values instead (for intervals over impressions)."""
     scores = score_impressions(model, items, impressions, history_len)
+    if per_impression:
+        return impression_table(list(impressions["labels"]), scores)
     return impression_metrics(list(impressions["labels"]), scores)
 
 
@@ -415,9 +420,9 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
 
 
 def time_encoder_steps(encoder: nn.Module, items, n_items: int = 64, steps: int = 5,
-                       lr: float = 1e-4, seed: int = 0) -> float:
-    """Seconds per training step of a content encoder alone (forward, backward, Adam step) on
-    batches of `n_items` items: the cost caching changes. One warm-up step is not counted."""
+                       lr: float = 1e-4, seed: int = 0) -> list[float]:
+    """Seconds of each training step of a content encoder alone (forward, backward, Adam step)
+    on batches of `n_items` items: the cost caching changes. One warm-up step is not counted."""
     rng = np.random.default_rng(seed)
     params = [p for p in encoder.parameters() if p.requires_grad]
     optimiser = torch.optim.Adam(params, lr=lr)
@@ -433,4 +438,4 @@ def time_encoder_steps(encoder: nn.Module, items, n_items: int = 64, steps: int 
         optimiser.step()
         if s:
             times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return times

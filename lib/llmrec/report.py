@@ -1,13 +1,15 @@
 """Paper vs kit: one row per claim of the papers, with the kit's number, its interval and a
 verdict (notebook 07), and README's results section, generated from figures/.
 
-Verdicts, judged the same way for every claim:
-- reproduced: the kit's interval lies wholly on the paper's side;
-- direction only: the kit's number is on the paper's side, but its interval (or the absence of
-  one) does not rule out the opposite;
-- not reproduced: the kit's number is on the other side (or, for "matches or beats", the paper's
-  side is ruled out by the interval);
+Verdicts, one rule for every claim (`verdict`): the kit's number is a difference whose sign the
+paper predicts, with a 95% interval whose kind the table prints.
+- reproduced: the interval lies wholly on the paper's side;
+- not reproduced: the interval lies wholly on the other side;
+- inconclusive: the interval holds zero (the note says what width would decide it);
+- direction only / opposite direction only: no interval, so the number gives a direction only;
+- no result: the notebook ran and gave no number (NaN);
 - not run in this preset: the preset does not run what the claim needs.
+"Matches or beats" claims are non-inferiority: the paper's side extends to a stated margin.
 
     python -m llmrec.report --readme          # rewrite README's results section from figures/
     python -m llmrec.report --readme --check  # fail if README differs from what figures/ gives
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
 import pandas as pd
 
 from .io import replace_section
@@ -27,33 +30,62 @@ from .paths import reference_figures_dir, repo_root
 
 NOTEBOOKS = ("02_baselines", "03_flan_t5_classification", "04_flan_t5_regression",
              "05_data_efficiency", "06_once_dire")
-VERDICTS = ("reproduced", "direction only", "not reproduced", "not run in this preset")
+VERDICTS = ("reproduced", "inconclusive", "direction only", "opposite direction only", "not reproduced",
+            "no result", "not run in this preset")
+MATCH_MARGIN = 0.01  # RMSE: "matches" means no worse than this (the kit's margin, fixed before any run)
+CACHE_MARGIN = 0.2   # the cache delivers at least 80% of the speed-up the layer count predicts
+BOOTSTRAP_IMPRESSIONS = "95% paired bootstrap over the {n} test impressions (each method: its seeds' mean)"
 
 
 def verdict(value: float | None, low: float | None = None, high: float | None = None,
-            direction: int = -1) -> str:
+            direction: int = -1, margin: float = 0.0) -> str:
     """`value` (with its interval, if any) against 0: the paper says the sign is `direction`
-    (-1: below zero, e.g. "RMSE difference < 0"; +1: above)."""
-    if value is None or pd.isna(value):
+    (-1: below zero, e.g. "RMSE difference < 0"; +1: above). `margin` > 0 makes it "matches or
+    beats" (non-inferiority): within `margin` of the wrong side still counts for the paper.
+
+    None: the claim was not run; NaN: it ran and gave no number ("no result"). An interval decides
+    (reproduced / not reproduced / inconclusive); without one the point gives at most a direction."""
+    if value is None:
         return "not run in this preset"
-    v, lo, hi = direction * value, *(None if x is None or pd.isna(x) else direction * x
-                                     for x in (low, high))
-    if lo is not None and hi is not None:
-        lo, hi = min(lo, hi), max(lo, hi)
-        if lo > 0:
+    if pd.isna(value):
+        return "no result"
+    v = direction * value
+    bounds = [None if x is None or pd.isna(x) else direction * x for x in (low, high)]
+    if None not in bounds:
+        lo, hi = sorted(bounds)
+        if lo > -margin:
             return "reproduced"
-        if hi < 0:
+        if hi < -margin:
             return "not reproduced"
-    return "direction only" if v > 0 else "not reproduced"
+        return "inconclusive"
+    return "direction only" if v > -margin else "opposite direction only"
+
+
+def deciding_width(value, low, high, direction: int = -1, margin: float = 0.0, units: str = "test units") -> str:
+    """For an inconclusive verdict: the interval that would decide it, in words. The boundary is 0
+    (or the margin, for "matches or beats"); an interval's width falls as 1/sqrt(its units)."""
+    half = (high - low) / 2
+    distance = abs(direction * value + margin)
+    if pd.isna(half) or pd.isna(value) or distance < 1e-12:
+        return "no interval width decides a difference that sits on the boundary"
+    times = (half / distance) ** 2
+    return (f"deciding it needs an interval of about ±{distance:.4f} around this difference (this one "
+            f"is ±{half:.4f}): roughly {times:.0f}× as many {units}, if the difference stayed where it is")
 
 
 def _row(fid: str, kit: str, value, low, high, interval: str, paper_number: str, why: str,
-         direction: int = -1, verdict_: str | None = None) -> dict:
+         direction: int = -1, margin: float = 0.0, units: str = "test units") -> dict:
     finding = paper_findings()[fid]
+    said = verdict(value, low, high, direction, margin)
+    if said == "inconclusive":
+        why = f"{why}; {deciding_width(value, low, high, direction, margin, units)}"
     return {"claim": fid, "paper says": finding["statement"], "paper's number": paper_number,
             "kit measures": kit, "value": value, "low": low, "high": high,
-            "interval": interval, "verdict": verdict_ or verdict(value, low, high, direction),
-            "why": why}
+            "interval": interval, "verdict": said, "why": why}
+
+
+def _not_run(fid: str, paper_number: str, why: str) -> dict:
+    return _row(fid, "", None, None, None, "", paper_number, why)
 
 
 def _auc(row: str, column: str = "NAML", table: str = "Table 2", dataset: str = "MIND") -> str:
@@ -68,142 +100,211 @@ def _method(table: list[dict], name: str) -> dict | None:
     return next((r for r in table if r["method"] == name), None)
 
 
+KANG = "Table 2 (not read here)"
+
+
+# --------------------------------------------------------------------------- Kang et al.
+
+def zero_shot_worse_than_mf(m: dict) -> dict:
+    """04 pairs 03's zero-shot predictions with MF's on the zero-shot sample's test users."""
+    fid = "kang2023.zero_shot_worse_than_mf"
+    z = (m.get("04_flan_t5_regression") or {}).get("zero_shot_vs_mf")
+    if not z:
+        return _not_run(fid, KANG, "03 scored no zero-shot row, or 04 could not pair it with MF")
+    return _row(fid, "zero-shot RMSE − MF RMSE, on the zero-shot sample's test users", z["zero_shot"] - z["mf"],
+                z["low"], z["high"], f"95% paired bootstrap over those {z['n_users']} test users", KANG,
+                f"zero-shot {z['zero_shot']:.3f} against MF {z['mf']:.3f} on the same {z['n_users']} test users",
+                direction=+1, units="test users")
+
+
+def regression_beats_classification(m: dict) -> dict:
+    fid = "kang2023.regression_beats_classification"
+    m04 = m.get("04_flan_t5_regression") or {}
+    rc = m04.get("regression_vs_classification")
+    reg = next((r for r in m04.get("table", []) if r["method"].endswith("fine-tuned regression")), None)
+    cls = next((r for r in m04.get("table", []) if r["method"].endswith("fine-tuned classification")), None)
+    if not (rc and reg and cls):
+        return _not_run(fid, KANG, "04 did not compare them (03 must run with 04's model and examples)")
+    return _row(fid, "RMSE of regression − classification (same model, same examples)", reg["rmse"] - cls["rmse"],
+                rc["low"], rc["high"], "95% paired bootstrap over test users, 1 training seed each", KANG,
+                f"regression {reg['rmse']:.3f}, classification {cls['rmse']:.3f}", units="test users")
+
+
+def fine_tuned_matches_transformer(m: dict) -> dict:
+    """The fine-tuned LM row with the lowest validation RMSE (04's own rows) against
+    Transformer+MLP, paired on the test users; "matches" within MATCH_MARGIN."""
+    fid = "kang2023.fine_tuned_matches_transformer"
+    m04 = m.get("04_flan_t5_regression") or {}
+    val = m04.get("validation_rmse") or {}
+    rows = {r["method"]: r for r in m04.get("versus_mf", [])}
+    family = {r["method"]: r.get("family") for r in m04.get("table", [])}
+    tuned = [n for n in val if family.get(n) == "language model" and n in rows  # the paper's formulation only
+             and not pd.isna(rows[n].get("vs_transformer_low", float("nan")))]
+    tm = _method(m04.get("table", []), "Transformer+MLP")
+    if not (tuned and tm):
+        return _not_run(fid, KANG, "04 did not run, or 02's Transformer+MLP predictions were not there to pair with")
+    best = min(tuned, key=val.get)
+    r = rows[best]
+    return _row(fid, "RMSE of the fine-tuned LM chosen on validation − Transformer+MLP", r["rmse"] - tm["rmse"],
+                r["vs_transformer_low"], r["vs_transformer_high"], "95% paired bootstrap over test users", KANG,
+                f"{best} {r['rmse']:.3f} (validation {val[best]:.3f}, the lowest of {len(tuned)} fine-tuned rows) "
+                f"against Transformer+MLP {tm['rmse']:.3f}; 'matches' = no worse by {MATCH_MARGIN}",
+                margin=MATCH_MARGIN, units="test users")
+
+
+def bigger_is_better(m: dict) -> dict:
+    fid = "kang2023.bigger_is_better"
+    m05 = m.get("05_data_efficiency")
+    size_rows = (m05 or {}).get("sizes", [])
+    if len(size_rows) < 2:
+        return _not_run(fid, KANG, ("05 fine-tunes one language model in this preset: offline, one model per family "
+                                    "installs (SmolLM2-135M, and MiniLM, which differs in architecture and formulation "
+                                    "too, so their gap would not be one of size); the paper preset compares three "
+                                    "Flan-T5 sizes") if m05 else "05 did not run")
+    small, large = sorted(size_rows, key=lambda r: r["parameters"])[:: len(size_rows) - 1]
+    return _row(fid, "RMSE of the larger LM − the smaller, each at its largest fraction",
+                large["rmse there"] - small["rmse there"], None, None, "none (mean of the seeds)", KANG,
+                f"{large['model']} {large['rmse there']:.3f} vs {small['model']} {small['rmse there']:.3f}")
+
+
+def data_efficient(m: dict) -> dict:
+    fid = "kang2023.data_efficient"
+    m05 = m.get("05_data_efficiency") or {}
+    lm = [r for r in m05.get("matches", []) if r["method"].endswith("regression")]
+    if not (lm and m05.get("full_data_mf")):
+        return _not_run(fid, "data-efficiency figure (not read here)", "05 trained no language model")
+    r, mf = lm[0], m05["full_data_mf"]["rmse"]
+    reached = r["matches_mf_rmse_from"]
+    return _row(fid, f"{r['method']} RMSE at its largest fraction − full-data MF RMSE", r["rmse_at_largest"] - mf,
+                None, None, "none (mean of the seeds at each fraction)", "data-efficiency figure (not read here)",
+                (f"reaches full-data MF from {reached:.1%} of the data" if reached is not None else
+                 f"not reached up to {r['largest_fraction']:.1%} of the data, the largest this preset trains on "
+                 f"({r['rmse_at_largest']:.3f} vs {mf:.3f})"))
+
+
+# --------------------------------------------------------------------------- ONCE
+
+BODY = ("every row shares one recommender body (NAML's user encoder: additive attention over the history; "
+        "a dot product), so only the content encoder differs: compare with the paper's NAML column")
+
+
+def once_rows(m06: dict) -> pd.DataFrame:
+    """06's main rows, with `val_auc` (mean over seeds) for choosing and the per-impression AUCs."""
+    summary = pd.DataFrame(m06.get("summary", []))
+    per = m06.get("per_impression_auc") or {}
+    if summary.empty or "val_auc" not in summary or not per:
+        return pd.DataFrame()
+    return summary[summary.method.isin(per)].reset_index(drop=True)
+
+
+def once_versus(m06: dict, a: str, b: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """AUC(a) − AUC(b) over 06's test impressions (each method: the mean of its seeds' AUC per
+    impression) and its 95% paired bootstrap interval."""
+    from .metrics import mean_interval
+
+    per = m06["per_impression_auc"]
+    x, y = np.asarray(per[a], dtype=float), np.asarray(per[b], dtype=float)
+    return float(np.mean(x - y)), *mean_interval(x, y, n_boot=n_boot, seed=seed)
+
+
+def _budget(m06: dict) -> str:
+    epochs = m06.get("epochs", 1)
+    return (f"each run {m06.get('train_samples', '?'):,} training samples for at most {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}, the best on validation kept: the Originals learn their word "
+            "embeddings in that budget, DIRE starts pretrained")
+
+
+def _best(rows: pd.DataFrame) -> pd.Series:
+    """The row with the highest validation AUC (never the test AUC)."""
+    return rows.sort_values("val_auc", kind="stable").iloc[-1]
+
+
+ONCE_NOT_RUN = "06 did not run (or recorded no per-impression AUCs)"
+
+
+def dire_beats_original(m: dict) -> dict:
+    fid = "once2024.dire_beats_original"
+    paper = f"MIND, NAML AUC: {_auc('DIRE LLaMA-7B')} (LLaMA-7B) vs {_auc('Original')}"
+    m06 = m.get("06_once_dire") or {}
+    rows = once_rows(m06)
+    if rows.empty or not (rows.family == "Original").any() or (rows.family == "Original").all():
+        return _not_run(fid, paper, ONCE_NOT_RUN)
+    orig, dire = _best(rows[rows.family == "Original"]), _best(rows[rows.family != "Original"])
+    value, low, high = once_versus(m06, dire.method, orig.method)
+    return _row(fid, "test AUC of the DIRE row − the Original row, each the best on validation", value, low, high,
+                BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][orig.method])), paper,
+                f"{dire.method} {dire.auc:.3f} vs {orig.method} {orig.auc:.3f}; {BODY}; {_budget(m06)}",
+                direction=+1, units="test impressions")
+
+
+def larger_encoder_better(m: dict, sizes: dict | None = None) -> dict:
+    fid = "once2024.larger_encoder_better"
+    paper = f"MIND, NAML AUC: {_auc('DIRE LLaMA-7B')} (LLaMA-7B) vs {_auc('DIRE BERT-12L')} (BERT-12L)"
+    m06 = m.get("06_once_dire") or {}
+    rows = once_rows(m06)
+    chosen = {model: rows[(rows.model == model) & (rows.k == c["k"]) & (rows.lora == c["lora"])]
+              for model, c in (m06.get("chosen") or {}).items()} if not rows.empty else {}
+    chosen = {k: v.iloc[0] for k, v in chosen.items() if len(v)}
+    if not sizes or len(chosen) < 2 or not set(chosen) <= set(sizes):
+        return _not_run(fid, paper, "06 ran one encoder (or their sizes are unknown)")
+    small, large = sorted(chosen, key=lambda name: sizes[name])[:: len(chosen) - 1]
+    value, low, high = once_versus(m06, chosen[large].method, chosen[small].method)
+    return _row(fid, "test AUC of the larger DIRE encoder − the smaller (each at its k chosen on validation)",
+                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][chosen[large].method])),
+                paper, f"{large} ({sizes[large] / 1e6:.0f}M) {chosen[large].auc:.3f} vs {small} "
+                f"({sizes[small] / 1e6:.0f}M) {chosen[small].auc:.3f}: small-model analogues of BERT-12L and LLaMA",
+                direction=+1, units="test impressions")
+
+
+def frozen_is_strong(m: dict) -> dict:
+    fid = "once2024.frozen_is_strong"
+    paper = f"MIND, NAML AUC: {_auc('LLaMA-7B, 32 frozen / 0 tuned', table='Table 3')} (k = 0) vs {_auc('Original')}"
+    m06 = m.get("06_once_dire") or {}
+    rows = once_rows(m06)
+    if rows.empty or "k" not in rows or not (rows.family == "Original").any():
+        return _not_run(fid, paper, ONCE_NOT_RUN)
+    frozen = rows[(rows.family != "Original") & (rows.k == 0) & ~rows.lora.astype(bool)]
+    if frozen.empty:
+        return _not_run(fid, paper, "06 ran no fully frozen encoder (k = 0) over its seeds")
+    orig = _best(rows[rows.family == "Original"])
+    diffs = {r.method: once_versus(m06, r.method, orig.method) for r in frozen.itertuples()}
+    worst = min(diffs, key=lambda name: diffs[name][0])
+    value, low, high = diffs[worst]
+    return _row(fid, "test AUC of the weakest fully frozen DIRE (k = 0) − the Original chosen on validation",
+                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][worst])), paper,
+                f"{worst} {frozen.set_index('method').auc[worst]:.3f} vs {orig.method} {orig.auc:.3f} "
+                f"({len(frozen)} frozen encoder{'s' if len(frozen) != 1 else ''}); {_budget(m06)}",
+                direction=+1, units="test impressions")
+
+
+def cache_compute_share(m: dict) -> dict:
+    """Graded against full fine-tuning, as the paper's 2-of-32 share is: the measured speed-up of
+    the cache ÷ the layer count's prediction (L/k), at least 1 - CACHE_MARGIN."""
+    fid = "once2024.cache_compute_share"
+    paper = "2 of 32 layers, about 6% of the compute"
+    speed = {r["way"]: r for r in (m.get("06_once_dire") or {}).get("cache_speed", [])}
+    full = speed.get("full fine-tuning")
+    if not full:
+        return _not_run(fid, paper, "06 did not time the cache")
+    return _row(fid, "speed-up of the cache over full fine-tuning ÷ the layer count's L/k, − 1 (a timing: "
+                "numbers not compared across runs)", full["of theory"] - 1,
+                full.get("of theory low", float("nan")) - 1, full.get("of theory high", float("nan")) - 1,
+                "95% t-interval over the timed steps (log scale)", paper,
+                f"{full['speed-up of the cache']:.2f}× measured against {full['theory']:.2f}× predicted "
+                f"({full['of theory']:.0%} of it); counts for the paper from {1 - CACHE_MARGIN:.0%}",
+                direction=+1, margin=CACHE_MARGIN, units="timed steps")
+
+
 def claims(metrics: dict[str, dict], sizes: dict[str, int] | None = None) -> pd.DataFrame:
     """The claims table from the notebooks' recorded metrics (`metrics[notebook]` is the
     "metrics" of results/<preset>/<notebook>.json; a missing notebook makes its claims "not run").
     `sizes`: parameter counts of 06's content encoders, for "larger is better"."""
-    m02, m03, m04, m05, m06 = (metrics.get(nb) for nb in NOTEBOOKS)
-    rows = []
-
-    # Kang et al.: zero-shot worse than MF
-    if m02 and m03 and "zero-shot" in m03.get("results", {}):
-        zs, mf = m03["results"]["zero-shot"]["rmse"], m02["MF"]["rmse"]
-        rows.append(_row("kang2023.zero_shot_worse_than_mf", "zero-shot RMSE − MF RMSE", zs - mf, None, None,
-                         "none recorded", "Table 2 (not read here)",
-                         f"zero-shot {zs:.3f} (on {len(m03.get('zero_shot_index', [])) or 'every'} test users) "
-                         f"against MF {mf:.3f} (every test user); no paired interval is computed here", direction=+1))
-    else:
-        rows.append(_row("kang2023.zero_shot_worse_than_mf", "zero-shot RMSE − MF RMSE", None, None, None,
-                         "", "Table 2 (not read here)", "03 or 02 did not run"))
-
-    # Kang et al.: regression beats classification
-    rc = (m04 or {}).get("regression_vs_classification")
-    if rc:
-        reg = next((r for r in m04["table"] if r["method"].endswith("fine-tuned regression")), None)
-        cls = next((r for r in m04["table"] if r["method"].endswith("fine-tuned classification")), None)
-        value = reg["rmse"] - cls["rmse"] if reg and cls else None
-        rows.append(_row("kang2023.regression_beats_classification",
-                         "RMSE of regression − classification (same model, same examples)", value,
-                         rc["low"], rc["high"], "95% paired bootstrap, 1 seed each", "Table 2 (not read here)",
-                         f"regression {reg['rmse']:.3f}, classification {cls['rmse']:.3f}: {rc['verdict']}"
-                         if reg and cls else rc["verdict"]))
-    else:
-        rows.append(_row("kang2023.regression_beats_classification", "RMSE of regression − classification",
-                         None, None, None, "", "Table 2 (not read here)", "04 did not compare them"))
-
-    # Kang et al.: fine-tuned LLM matches or beats Transformer+MLP
-    tuned = [r for r in (m04 or {}).get("table", [])
-             if r.get("family") == "language model" and ("fine-tuned" in r["method"] or "regression" in r["method"])]
-    tm = _method((m04 or {}).get("table", []), "Transformer+MLP")
-    if tuned and tm:
-        best = min(tuned, key=lambda r: r["rmse"])
-        diff = best["rmse"] - tm["rmse"]
-        rows.append(_row("kang2023.fine_tuned_matches_transformer",
-                         "best fine-tuned LM RMSE − Transformer+MLP RMSE", diff, None, None, "none recorded",
-                         "Table 2 (not read here)",
-                         f"{best['method']} {best['rmse']:.3f} against Transformer+MLP {tm['rmse']:.3f}; "
-                         "no paired interval is recorded for this pair, so a tie is not ruled out"))
-    else:
-        rows.append(_row("kang2023.fine_tuned_matches_transformer", "best fine-tuned LM − Transformer+MLP",
-                         None, None, None, "", "Table 2 (not read here)", "04 did not run"))
-
-    # Kang et al.: bigger is better (05's model sizes at their largest common fraction)
-    lm_points = pd.DataFrame((m05 or {}).get("summary", []))
-    size_rows = (m05 or {}).get("sizes", [])
-    if len(size_rows) >= 2 and not lm_points.empty:
-        small, large = sorted(size_rows, key=lambda r: r["parameters"])[:: len(size_rows) - 1]
-        value = large["rmse there"] - small["rmse there"]
-        rows.append(_row("kang2023.bigger_is_better", "RMSE of the larger LM − the smaller, each at its largest fraction",
-                         value, None, None, "none (2 seeds per point)", "Table 2 (not read here)",
-                         f"{large['model']} {large['rmse there']:.3f} vs {small['model']} {small['rmse there']:.3f}"))
-    else:
-        rows.append(_row("kang2023.bigger_is_better", "RMSE of a larger LM − a smaller one", None, None, None, "",
-                         "Table 2 (not read here)",
-                         ("05 fine-tunes one language model in this preset: offline, one model per family "
-                          "installs (SmolLM2-135M, and MiniLM, which differs in architecture and formulation too, "
-                          "so their gap would not be one of size); the paper preset compares three Flan-T5 sizes")
-                         if m05 else "05 did not run"))
-
-    # Kang et al.: data efficiency: the LM reaches full-data MF with a fraction of the data
-    lm_matches = [r for r in (m05 or {}).get("matches", []) if r["method"].endswith("regression")]
-    if lm_matches and m05.get("full_data_mf"):
-        r = lm_matches[0]
-        gap = r["rmse_at_largest"] - m05["full_data_mf"]["rmse"]
-        reached = r["matches_mf_rmse_from"]
-        rows.append(_row("kang2023.data_efficient",
-                         f"{r['method']} RMSE at its largest fraction − full-data MF RMSE", gap, None, None,
-                         "none (mean of the seeds)", "data-efficiency figure (not read here)",
-                         (f"reaches full-data MF from {reached:.1%} of the data" if reached is not None else
-                          f"not reached up to {r['largest_fraction']:.1%} of the data, the largest this preset "
-                          f"trains on ({r['rmse_at_largest']:.3f} vs {m05['full_data_mf']['rmse']:.3f})"),
-                         verdict_=None if reached is None else "direction only"))
-    else:
-        rows.append(_row("kang2023.data_efficient", "LM at a fraction vs full-data MF", None, None, None, "",
-                         "data-efficiency figure (not read here)", "05 trained no language model"))
-
-    # ONCE: DIRE beats the original encoder; larger encoder better; frozen is strong; cache share
-    summary = pd.DataFrame((m06 or {}).get("summary", []))
-    if not summary.empty:
-        orig = summary[summary.family == "Original"].sort_values("auc").iloc[-1]
-        dire = summary[summary.family != "Original"].sort_values("auc")
-        best = dire.iloc[-1]
-        rows.append(_row("once2024.dire_beats_original", "AUC of the best DIRE − the best Original",
-                         best.auc - orig.auc, best.auc_low - orig.auc_high, best.auc_high - orig.auc_low,
-                         "mean ± sd over seeds, both rows", f"MIND, NAML AUC: {_auc('DIRE LLaMA-7B')} (LLaMA-7B) vs {_auc('Original')}",
-                         f"{best.method} {best.auc:.3f} vs {orig.method} {orig.auc:.3f}", direction=+1))
-        models = {r["model"]: r for r in (m06.get("ablation") or []) if r.get("chosen")}
-        if sizes and len(models) >= 2:
-            by_size = sorted(models, key=lambda m: sizes[m])
-            small, large = by_size[0], by_size[-1]
-            s_row = summary[summary.method.str.contains(small, regex=False)].iloc[0]
-            l_row = summary[summary.method.str.contains(large, regex=False)].iloc[0]
-            rows.append(_row("once2024.larger_encoder_better", "AUC of the larger DIRE encoder − the smaller",
-                             l_row.auc - s_row.auc, l_row.auc_low - s_row.auc_high, l_row.auc_high - s_row.auc_low,
-                             "mean ± sd over seeds, both rows", f"MIND, NAML AUC: {_auc('DIRE LLaMA-7B')} (LLaMA-7B) vs {_auc('DIRE BERT-12L')} (BERT-12L)",
-                             f"{large} ({sizes[large] / 1e6:.0f}M) {l_row.auc:.3f} vs {small} "
-                             f"({sizes[small] / 1e6:.0f}M) {s_row.auc:.3f}", direction=+1))
-        else:
-            rows.append(_row("once2024.larger_encoder_better", "larger vs smaller DIRE encoder", None, None, None,
-                             "", f"MIND, NAML AUC: {_auc('DIRE LLaMA-7B')} (LLaMA-7B) vs {_auc('DIRE BERT-12L')} (BERT-12L)", "06 ran one encoder"))
-        frozen = [r for r in m06.get("ablation") or [] if r["k"] == 0 and not r["lora"]]
-        if frozen:
-            worst = min(frozen, key=lambda r: r["auc"])
-            rows.append(_row("once2024.frozen_is_strong", "test AUC of the weakest fully frozen DIRE − the best Original",
-                             worst["auc"] - orig.auc, worst["auc"] - orig.auc_high, worst["auc"] - orig.auc_low,
-                             "one seed against the Original's mean ± sd", f"MIND, NAML AUC: {_auc('LLaMA-7B, 32 frozen / 0 tuned', table='Table 3')} (k = 0) vs {_auc('Original')}",
-                             f"{worst['model']} at k = 0: {worst['auc']:.3f} vs {orig.method} {orig.auc:.3f}",
-                             direction=+1))
-        else:
-            rows.append(_row("once2024.frozen_is_strong", "frozen DIRE vs Original", None, None, None, "",
-                             f"MIND, NAML AUC: {_auc('LLaMA-7B, 32 frozen / 0 tuned', table='Table 3')} (k = 0) vs {_auc('Original')}", "06 tried no k = 0"))
-    else:
-        for fid in ("once2024.dire_beats_original", "once2024.larger_encoder_better", "once2024.frozen_is_strong"):
-            rows.append(_row(fid, "", None, None, None, "", "Table 2", "06 did not run"))
-    speed = {r["way"]: r for r in (m06 or {}).get("cache_speed", [])}
-    nocache = speed.get("frozen, no cache")
-    if nocache:
-        ratio = nocache["of theory"]
-        rows.append(_row("once2024.cache_compute_share",
-                         "measured speed-up of the cache ÷ the compute share's prediction (in the text only: "
-                         "a timing, not compared across runs)", None, None, None,
-                         "none (median of the timed steps)", "2 of 32 layers, about 6% of the compute",
-                         f"{nocache['speed-up of the cache']:.2f}× measured against {nocache['theory']:.2f}× "
-                         f"predicted ({ratio:.0%} of it; counted as reproduced from 50%)", direction=+1,
-                         verdict_="reproduced" if ratio >= 0.5 else "not reproduced"))
-    else:
-        rows.append(_row("once2024.cache_compute_share", "", None, None, None, "",
-                         "2 of 32 layers, about 6% of the compute", "06 did not time the cache"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([
+        zero_shot_worse_than_mf(metrics), regression_beats_classification(metrics),
+        fine_tuned_matches_transformer(metrics), bigger_is_better(metrics), data_efficient(metrics),
+        dire_beats_original(metrics), larger_encoder_better(metrics, sizes), frozen_is_strong(metrics),
+        cache_compute_share(metrics),
+    ])
 
 
 # --------------------------------------------------------------------------- README
@@ -227,9 +328,10 @@ def readme_results(figures=None) -> str:
     claims_t = read("07_claims")
     out += [("**Paper vs kit** ([figures/07_claims.csv](figures/07_claims.csv), notebook 07; verdicts as "
             "defined there):"), "",
-            "| the paper | the kit (laptop preset) | interval | verdict |", "|---|---|---|---|"]
+            "| the paper | the kit (laptop preset) | 95% interval (its kind) | verdict |", "|---|---|---|---|"]
     for r in claims_t.to_dict("records"):
-        interval = f"{_signed(r['low'])} … {_signed(r['high'])}" if not pd.isna(r["low"]) else ""
+        interval = (f"{_signed(r['low'])} … {_signed(r['high'])} ({r['interval']})" if not pd.isna(r["low"])
+                    else r["interval"] if isinstance(r["interval"], str) else "")
         number = r["paper's number"]
         paper = r["paper says"] + (f" ({number})" if "not read" not in number else "")
         out.append(f"| {paper} | {r['why']} | {interval} | **{r['verdict']}** |")
@@ -248,10 +350,13 @@ def readme_results(figures=None) -> str:
             "|---|" + "---|" * len(fractions)]
     for method, r in table.iterrows():
         out.append(f"| {method} | " + " | ".join(_fmt(r[f]) if not pd.isna(r[f]) else "—" for f in fractions) + " |")
-    out += ["", "**ONCE/DIRE** ([figures/06_results.csv](figures/06_results.csv); mean ± sd over seeds):", "",
-            "| content encoder | AUC | MRR | nDCG@5 | nDCG@10 |", "|---|---|---|---|---|"]
-    for r in read("06_results").to_dict("records"):
-        out.append(f"| {r['method']} | {r['auc']:.3f} ± {r['auc_std']:.3f} | {_fmt(r['mrr'])} | "
+    once = read("06_results")
+    out += ["", ("**ONCE/DIRE** ([figures/06_results.csv](figures/06_results.csv); the mean of "
+            f"{int(once.seeds.max())} seeds; the AUC's 95% bootstrap interval over the test impressions; every row "
+            "shares NAML's user encoder and a dot product, only the content encoder differs):"), "",
+            "| content encoder | AUC (95% interval) | MRR | nDCG@5 | nDCG@10 |", "|---|---|---|---|---|"]
+    for r in once.to_dict("records"):
+        out.append(f"| {r['method']} | {r['auc']:.3f} ({r['auc_low']:.3f} … {r['auc_high']:.3f}) | {_fmt(r['mrr'])} | "
                    f"{_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} |")
     speed = read("06_cache_speed").set_index("way")
     out += ["", ("Caching the frozen layers (06, [figures/06_cache_speed.csv](figures/06_cache_speed.csv)): a "
