@@ -71,3 +71,31 @@ def test_versus_table_pairs_every_method_with_every_opponent():
     # the same resamples as bootstrap_interval with that baseline
     assert (row.loc["good", "vs_global_low"], row.loc["good", "vs_global_high"]) == \
         bootstrap_interval(y, good, baseline=np.full(300, y.mean()), n_boot=200)
+
+
+def test_mean_interval_pairs_the_units_and_needs_two():
+    from llmrec.metrics import mean_interval
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 1, 500)  # what both methods share per impression: pairing removes it
+    a, b = 0.7 + shared + rng.normal(0, 0.05, 500), 0.6 + shared + rng.normal(0, 0.05, 500)
+    low, high = mean_interval(a, b)
+    assert low < np.mean(a - b) < high and 0.08 < low and high < 0.12
+    unpaired = mean_interval(a)
+    assert unpaired[1] - unpaired[0] > 10 * (high - low)
+    assert all(np.isnan(mean_interval([0.5])))
+    with pytest.raises(ValueError, match="same units"):
+        mean_interval([1.0, 2.0], [1.0])
+
+
+def test_ratio_interval_pairs_timed_steps():
+    from llmrec.metrics import ratio_interval
+
+    cached = np.array([0.3, 0.5, 0.3, 0.45, 0.4])
+    ratio, low, high = ratio_interval(6 * cached, cached)  # every batch costs six times as much
+    assert ratio == pytest.approx(6) and low == pytest.approx(6) and high == pytest.approx(6)
+    ratio, low, high = ratio_interval(6 * cached * [1.05, 0.95, 1.0, 1.02, 0.98], cached)
+    assert low < ratio < high and 5.5 < low and high < 6.5
+    assert np.isnan(ratio_interval([1.0], [0.5])[1])
+    with pytest.raises(ValueError, match="as many steps"):
+        ratio_interval([1.0, 2.0], [1.0])

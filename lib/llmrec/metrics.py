@@ -194,18 +194,17 @@ def mean_interval(values, baseline=None, *, n_boot: int = 1000, level: float = 0
 
 
 def ratio_interval(numerator, denominator, level: float = 0.95) -> tuple[float, float, float]:
-    """The ratio of two sets of independent timings (seconds per step, say): the geometric means'
-    ratio and its Welch t-interval on the log scale. Fewer than two of either: nan bounds."""
+    """The ratio of two sets of timings paired step by step (step i of both timed on the same
+    batch): the geometric mean of the per-step ratios and its t-interval on the log scale. Pairing
+    removes what the batches add (their lengths vary); fewer than two pairs: nan bounds."""
     from scipy import stats
 
     a, b = np.log(np.asarray(numerator, dtype=float)), np.log(np.asarray(denominator, dtype=float))
-    ratio = float(np.exp(a.mean() - b.mean()))
-    if len(a) < 2 or len(b) < 2:
+    if a.shape != b.shape:
+        raise ValueError(f"paired timings need as many steps each: {a.shape} vs {b.shape}")
+    d = a - b
+    ratio = float(np.exp(d.mean()))
+    if len(d) < 2:
         return ratio, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return ratio, ratio, ratio
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + level / 2, df) * se
-    return ratio, float(np.exp(a.mean() - b.mean() - half)), float(np.exp(a.mean() - b.mean() + half))
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return ratio, float(np.exp(d.mean() - half)), float(np.exp(d.mean() + half))
