@@ -203,11 +203,18 @@ def test_rows_may_differ_by_one_per_method_not_three_of_one(dirs):
 
 def test_rows_not_compared_skip_numbers_but_not_text(dirs):
     ref, run, table = dirs
+    table = table.assign(verdict=["reproduced", "reproduced"])
+    table.to_csv(ref / "t.csv", index=False)
     _spec(ref, rows_not_compared={"LM": "a timing"})
+    spec = yaml.safe_load((ref / "t.tolerance.yaml").read_text())
+    spec["columns"]["verdict"] = {"equal": True}
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(spec))
     table.assign(rmse=[0.95, 9.0]).to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == []
     table.assign(rmse=[0.5, 9.0]).to_csv(run / "t.csv", index=False)
     assert figures.compare_figure("t") == ["t: MF rmse: run 0.5000 vs reference 0.9500 (allowed ±0.0100)"]
+    table.assign(verdict=["reproduced", "inconclusive"]).to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == ["t: LM verdict: run 'inconclusive' vs reference 'reproduced'"]
 
 
 def test_some_rows_may_have_their_own_tolerance(dirs):
@@ -220,3 +227,35 @@ def test_some_rows_may_have_their_own_tolerance(dirs):
     assert figures.compare_figure("t") == []
     table.assign(rmse=[0.95, 1.07]).to_csv(run / "t.csv", index=False)  # LM keeps the default 0.01
     assert figures.compare_figure("t") == ["t: LM rmse: run 1.0700 vs reference 1.0500 (allowed ±0.0100)"]
+
+
+def test_a_tolerance_file_that_names_what_its_key_cannot_address_is_said(dirs):
+    ref, run, table = dirs
+    table.to_csv(run / "t.csv", index=False)
+    _spec(ref, rows={"differ": 1, "per": ["epoch"]},
+          checks=[{"row": ["LM", 0.3], "column": "rmse", "below": 1}])
+    problems = figures.compare_figure("t")
+    assert any("rows.per names 'epoch'" in p for p in problems)
+    assert any("must give one value per key column" in p for p in problems)
+
+
+def test_a_compared_column_the_reference_lacks_is_said_not_a_keyerror(dirs):
+    ref, run, table = dirs
+    table.assign(extra=[1.0, 2.0]).to_csv(run / "t.csv", index=False)
+    spec = yaml.safe_load((ref / "t.tolerance.yaml").read_text())
+    spec["columns"]["extra"] = {"abs": 0.01}
+    (ref / "t.tolerance.yaml").write_text(yaml.safe_dump(spec))
+    assert any("column extra is missing from the reference" in p for p in figures.compare_figure("t"))
+
+
+def test_the_shipped_checks_hold_on_the_reference_figures():
+    # every ordering check and every column a tolerance file names exists in figures/ and holds there
+    from llmrec.paths import reference_figures_dir
+
+    for name in figures.checked_figures():
+        spec = yaml.safe_load((reference_figures_dir() / f"{name}.tolerance.yaml").read_text())
+        ref = pd.read_csv(reference_figures_dir() / f"{name}.csv")
+        assert set(spec["columns"]) <= set(ref.columns), name
+        ref = ref.set_index(spec["key"])
+        assert figures._spec_problems(name, spec) == [] and figures._checks(name, ref, spec) == [], name
+        assert figures._unlisted_columns(name, ref, spec) == [], name

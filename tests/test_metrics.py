@@ -73,8 +73,8 @@ def test_versus_table_pairs_every_method_with_every_opponent():
         bootstrap_interval(y, good, baseline=np.full(300, y.mean()), n_boot=200)
 
 
-def test_mean_interval_pairs_the_units_and_needs_two():
-    from llmrec.metrics import mean_interval
+def test_seeds_interval_pairs_the_units_and_needs_two():
+    from llmrec.metrics import seeds_interval as mean_interval  # one seed: an interval of a mean
 
     rng = np.random.default_rng(0)
     shared = rng.normal(0, 1, 500)  # what both methods share per impression: pairing removes it
@@ -86,6 +86,10 @@ def test_mean_interval_pairs_the_units_and_needs_two():
     assert all(np.isnan(mean_interval([0.5])))
     with pytest.raises(ValueError, match="same units"):
         mean_interval([1.0, 2.0], [1.0])
+    # seeds that disagree as a whole widen it; seeds that agree do not
+    agree = mean_interval(np.stack([a, a]), np.stack([b, b]))
+    disagree = mean_interval(np.stack([a - 0.05, a + 0.05]), np.stack([b, b]))
+    assert agree == pytest.approx((low, high), abs=0.01) and disagree[1] - disagree[0] > 2 * (high - low)
 
 
 def test_ratio_interval_pairs_timed_steps():

@@ -94,15 +94,18 @@ def test_zero_shot_without_a_paired_interval_is_not_run():
 
 # --------------------------------------------------------------------------- ONCE
 
-def _once(n_seeds=2, shift=0.05, noise=0.3, val_prefers="Original NAML"):
-    """Three Originals-or-DIRE rows on 400 impressions; DIRE rows `shift` above NRMS on average."""
+def _once(n_seeds=2, shift=0.05, noise=0.3, val_prefers="Original NAML", seed_spread=0.0):
+    """Originals and DIRE rows on 400 impressions, [seeds, impressions] per method; DIRE rows
+    `shift` above NRMS on average; each seed of a method moves by up to `seed_spread` as a whole."""
     rng = np.random.default_rng(0)
     base = rng.uniform(0.3, 0.9, 400)
     per = {"Original NAML": base - 0.02 + rng.normal(0, noise, 400),     # the lower on test
            "Original NRMS": base + rng.normal(0, noise, 400),
            "DIRE small (k=0)": base + shift + (e := rng.normal(0, noise, 400)),
            "DIRE big (k=1)": base + shift + e + np.resize([0.05, -0.05], 400),  # ties with small, paired
-           "DIRE big (k=0)": base + shift - 0.03 + e}  # the weaker of the two frozen rows
+           "DIRE big (k=0)": base + shift - 0.03 + e}  # the larger encoder's frozen row
+    offsets = np.linspace(-seed_spread, seed_spread, n_seeds) if n_seeds > 1 else np.zeros(1)
+    per = {m: np.stack([p + o for o in offsets]) for m, p in per.items()}
     val = {m: 0.6 for m in per} | {val_prefers: 0.7, "DIRE big (k=1)": 0.65}
     rows = [{"method": m, "family": "Original" if m.startswith("Original") else "DIRE (pretrained encoder)",
              "auc": float(np.mean(p)), "auc_std": float("nan") if n_seeds == 1 else 0.01, "val_auc": val[m],
@@ -116,7 +119,7 @@ def _once(n_seeds=2, shift=0.05, noise=0.3, val_prefers="Original NAML"):
               "of theory low": 1.1, "of theory high": 1.27}]
     return {"06_once_dire": {"summary": rows, "per_impression_auc": {m: p.tolist() for m, p in per.items()},
                              "chosen": {"big": {"k": 1, "lora": False}, "small": {"k": 0, "lora": False}},
-                             "train_samples": 1500, "epochs": 1, "cache_speed": speed}}
+                             "train_samples": 1500, "epochs": 1, "cache_speed": speed, "bootstrap_seed": 0}}
 
 
 SIZES = {"small": 23e6, "big": 135e6}
@@ -125,25 +128,44 @@ SIZES = {"small": 23e6, "big": 135e6}
 def test_once_claims_are_paired_over_impressions_and_choose_on_validation():
     table = claims(_once(), sizes=SIZES).set_index("claim")
     row = table.loc["once2024.dire_beats_original"]
-    assert row.verdict == "reproduced" and "400 test impressions" in row.interval
+    assert row.verdict == "reproduced" and "400 test impressions" in row.interval and "seeds" in row.interval
     # paired with NAML (validation's choice), not NRMS (the test's): the gap is the larger one
     assert row.why.startswith("DIRE big (k=1)") and "vs Original NAML" in row.why and row.value > 0.06
     assert "NAML's user encoder" in row.why and "1,500 training samples" in row.why
-    assert table.loc["once2024.frozen_is_strong", "why"].startswith("DIRE big (k=0)")  # the weakest frozen
+    # the largest encoder's frozen row, fixed by size — not the row a test result picks
+    assert table.loc["once2024.frozen_is_strong", "why"].startswith("DIRE big (k=0) (135M")
     assert table.loc["once2024.larger_encoder_better", "verdict"] == "inconclusive"    # same shift: a tie
 
 
-def test_once_with_one_seed_still_gets_its_interval_from_the_impressions():
-    table = claims(_once(n_seeds=1), sizes=SIZES).set_index("claim")
-    assert table.loc["once2024.dire_beats_original", "verdict"] == "reproduced"
-    assert not np.isnan(table.loc["once2024.dire_beats_original", "low"])
+def test_the_seeds_spread_widens_the_interval_and_one_seed_still_has_one():
+    def width(records):
+        row = claims(records, sizes=SIZES).set_index("claim").loc["once2024.dire_beats_original"]
+        return row.high - row.low, row.verdict
+
+    one, verdict_one = width(_once(n_seeds=1))
+    assert verdict_one == "reproduced" and one > 0           # one seed: the impressions still give an interval
+    steady, _ = width(_once(n_seeds=2))
+    spread, _ = width(_once(n_seeds=2, seed_spread=0.05))   # seeds that disagree by ±0.05 as a whole
+    assert spread > 1.5 * steady
 
 
 def test_a_small_difference_is_not_reproduced_by_its_point():
     # 0.002 of AUC on 400 noisy impressions: the interval holds zero (it used to read "reproduced")
     table = claims(_once(shift=0.002, val_prefers="Original NRMS"), sizes=SIZES).set_index("claim")
     assert table.loc["once2024.dire_beats_original", "verdict"] == "inconclusive"
-    assert table.loc["once2024.frozen_is_strong", "verdict"] == "inconclusive"
+
+
+def test_nan_survives_the_json_record_as_no_result():
+    from llmrec.record import _clean
+
+    records = _clean(_kang(reg_rmse=float("nan")) | _once())
+    records["06_once_dire"]["cache_speed"][2]["of theory low"] = None  # one timed step: no interval
+    table = claims(records, sizes=SIZES).set_index("claim")
+    assert table.loc["kang2023.regression_beats_classification", "verdict"] == "no result"
+    assert table.loc["once2024.cache_compute_share", "verdict"] == "direction only"
+    for row in records["06_once_dire"]["summary"]:
+        row["val_auc"] = None  # nothing to choose by: never silently the NaN row
+    assert claims(records, sizes=SIZES).set_index("claim").verdict["once2024.dire_beats_original"] == "no result"
 
 
 def test_once_without_per_impression_aucs_is_not_run_and_the_cache_is_graded_against_full_tuning():

@@ -62,6 +62,9 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
                 for which, frame in (("reference's", ref), ("run's", run)) if frame.index.has_duplicates]
     if problems:  # rows cannot be paired: say which key, instead of failing in the comparison
         return problems
+    problems += _spec_problems(name, spec)
+    if problems:  # the file itself is wrong: say so before using it
+        return problems
     problems += _row_differences(name, ref, run, spec)
     problems += _unlisted_columns(name, ref, spec)
     problems += _checks(name, run, spec)
@@ -69,6 +72,10 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     for col, tol in spec["columns"].items():
         if col not in run.columns:
             problems.append(f"{name}: column {col} is missing from {run_csv}")
+            continue
+        if col not in ref.columns:
+            problems.append(f"{name}: column {col} is missing from the reference {name}.csv (refresh "
+                            "figures/ on purpose, or drop it from the tolerance file)")
             continue
         if tol.get("equal"):
             a, b = ref.loc[both, col].astype(str), run.loc[both, col].astype(str)
@@ -97,6 +104,26 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
             problems.append(f"{name}: {rows_[idx]} {col}: run {b[idx]:.4f} vs reference "
                             f"{a[idx]:.4f} (allowed ±{allowed[idx]:.4f})")
     return problems
+
+
+def _spec_problems(name: str, spec: dict) -> list[str]:
+    """A tolerance file that names what its key cannot address: said, not a KeyError later."""
+    key, out = spec["key"], []
+    for col, tol in spec["columns"].items():
+        out += [f"{name}.tolerance.yaml: {col}'s abs_by names {k!r}, which is not a key column {key}"
+                for k in (tol.get("abs_by") or {}) if k not in key]
+    out += [f"{name}.tolerance.yaml: rows.per names {c!r}, which is not a key column {key}"
+            for c in (spec.get("rows") or {}).get("per", []) if c not in key]
+    for check in spec.get("checks") or []:
+        for field in ("row", "below_row"):
+            row = check.get(field)
+            if row is not None and len(row if isinstance(row, list) else [row]) != len(key):
+                out.append(f"{name}.tolerance.yaml: a check's {field} {row!r} must give one value per key "
+                           f"column {key}")
+    for row in spec.get("rows_not_compared") or {}:
+        if len(key) != 1:
+            out.append(f"{name}.tolerance.yaml: rows_not_compared needs a one-column key, not {key}")
+    return out
 
 
 def _row_differences(name: str, ref: pd.DataFrame, run: pd.DataFrame, spec: dict) -> list[str]:
@@ -135,9 +162,10 @@ def _checks(name: str, run: pd.DataFrame, spec: dict) -> list[str]:
     problems = []
     for check in spec.get("checks") or []:
         row, col = check["row"], check["column"]
-        row = tuple(row) if isinstance(row, list) else row
+        single = run.index.nlevels == 1  # a one-column key: the row is its value, not a 1-tuple
+        row = row[0] if single and isinstance(row, list) else tuple(row) if isinstance(row, list) else row
         other = check.get("below_row")
-        other = tuple(other) if isinstance(other, list) else other
+        other = other[0] if single and isinstance(other, list) else tuple(other) if isinstance(other, list) else other
         missing = [r for r in (row, other) if r is not None and r not in run.index]
         if missing or col not in run.columns:
             problems.append(f"{name}: check '{check.get('why', '')}' needs row(s) {missing} and column {col}, "

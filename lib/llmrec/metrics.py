@@ -155,7 +155,7 @@ def impression_metrics(labels: list, scores: list, ks=(5, 10)) -> dict[str, floa
 
 def impression_table(labels: list, scores: list, ks=(5, 10)) -> pd.DataFrame:
     """One row per impression: its AUC, MRR and nDCG@k (what impression_metrics averages), for
-    intervals over impressions (`mean_interval`)."""
+    intervals over impressions (`seeds_interval`)."""
     if len(labels) != len(scores) or not labels:
         raise ValueError("labels and scores must be non-empty lists of the same length")
     rows = []
@@ -174,22 +174,30 @@ def impression_table(labels: list, scores: list, ks=(5, 10)) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["auc", "mrr"] + [f"ndcg@{k}" for k in ks])
 
 
-def mean_interval(values, baseline=None, *, n_boot: int = 1000, level: float = 0.95,
-                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` over its units (test impressions,
-    users) — or of mean(values - baseline), paired on the same resamples, when `baseline` (the
-    opponent's values on the same units) is given. Fewer than two units: (nan, nan)."""
-    values = np.asarray(values, dtype=float)
-    if baseline is not None:
-        baseline = np.asarray(baseline, dtype=float)
-        if baseline.shape != values.shape:
-            raise ValueError(f"paired values need the same units: {values.shape} vs {baseline.shape}")
-        values = values - baseline
-    if len(values) < 2 or not np.isfinite(values).all():
+def seeds_interval(values, baseline=None, *, n_boot: int = 1000, level: float = 0.95,
+                   seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a method's mean over test units when it was trained with
+    several seeds: `values` is [seeds, units] (each seed's value per unit, the units in the same
+    order). Each resample draws the units and, independently, the seeds (with replacement), so the
+    interval holds both the test set's noise and the seeds' spread. With `baseline` ([seeds',
+    units], the opponent's), the interval of mean(values) - mean(baseline), paired on the units."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    other = None if baseline is None else np.atleast_2d(np.asarray(baseline, dtype=float))
+    if other is not None and other.shape[1] != values.shape[1]:
+        raise ValueError(f"paired values need the same units: {values.shape[1]} vs {other.shape[1]}")
+    n = values.shape[1]
+    if n < 2 or not np.isfinite(values).all() or (other is not None and not np.isfinite(other).all()):
         return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(values), (n_boot, len(values)))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        units = rng.integers(0, n, n)
+        stat = values[rng.integers(0, len(values), len(values))][:, units].mean()
+        if other is not None:
+            stat -= other[rng.integers(0, len(other), len(other))][:, units].mean()
+        stats[b] = stat
     alpha = (1 - level) / 2
-    low, high = np.quantile(values[idx].mean(axis=1), [alpha, 1 - alpha])
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
     return float(low), float(high)
 
 

@@ -34,7 +34,7 @@ VERDICTS = ("reproduced", "inconclusive", "direction only", "opposite direction 
             "no result", "not run in this preset")
 MATCH_MARGIN = 0.01  # RMSE: "matches" means no worse than this (the kit's margin, fixed before any run)
 CACHE_MARGIN = 0.2   # the cache delivers at least 80% of the speed-up the layer count predicts
-BOOTSTRAP_IMPRESSIONS = "95% paired bootstrap over the {n} test impressions (each method: its seeds' mean)"
+BOOTSTRAP_IMPRESSIONS = "95% bootstrap over the {n} test impressions (paired) and each side's seeds"
 
 
 def verdict(value: float | None, low: float | None = None, high: float | None = None,
@@ -103,6 +103,12 @@ def _method(table: list[dict], name: str) -> dict | None:
 KANG = "Table 2 (not read here)"
 
 
+def _f(x) -> float:
+    """A recorded number: the records store NaN as null (JSON), which must read as NaN ("no
+    result"), not fail or read as "not run"."""
+    return float("nan") if x is None else float(x)
+
+
 # --------------------------------------------------------------------------- Kang et al.
 
 def zero_shot_worse_than_mf(m: dict) -> dict:
@@ -111,9 +117,10 @@ def zero_shot_worse_than_mf(m: dict) -> dict:
     z = (m.get("04_flan_t5_regression") or {}).get("zero_shot_vs_mf")
     if not z:
         return _not_run(fid, KANG, "03 scored no zero-shot row, or 04 could not pair it with MF")
-    return _row(fid, "zero-shot RMSE − MF RMSE, on the zero-shot sample's test users", z["zero_shot"] - z["mf"],
-                z["low"], z["high"], f"95% paired bootstrap over those {z['n_users']} test users", KANG,
-                f"zero-shot {z['zero_shot']:.3f} against MF {z['mf']:.3f} on the same {z['n_users']} test users",
+    zs, mf = _f(z["zero_shot"]), _f(z["mf"])
+    return _row(fid, "zero-shot RMSE − MF RMSE, on the zero-shot sample's test users", zs - mf,
+                _f(z["low"]), _f(z["high"]), f"95% paired bootstrap over those {z['n_users']} test users", KANG,
+                f"zero-shot {zs:.3f} against MF {mf:.3f} on the same {z['n_users']} test users",
                 direction=+1, units="test users")
 
 
@@ -125,9 +132,10 @@ def regression_beats_classification(m: dict) -> dict:
     cls = next((r for r in m04.get("table", []) if r["method"].endswith("fine-tuned classification")), None)
     if not (rc and reg and cls):
         return _not_run(fid, KANG, "04 did not compare them (03 must run with 04's model and examples)")
-    return _row(fid, "RMSE of regression − classification (same model, same examples)", reg["rmse"] - cls["rmse"],
-                rc["low"], rc["high"], "95% paired bootstrap over test users, 1 training seed each", KANG,
-                f"regression {reg['rmse']:.3f}, classification {cls['rmse']:.3f}", units="test users")
+    r_, c_ = _f(reg["rmse"]), _f(cls["rmse"])
+    return _row(fid, "RMSE of regression − classification (same model, same examples)", r_ - c_,
+                _f(rc["low"]), _f(rc["high"]), "95% paired bootstrap over test users, 1 training seed each", KANG,
+                f"regression {r_:.3f}, classification {c_:.3f}", units="test users")
 
 
 def fine_tuned_matches_transformer(m: dict) -> dict:
@@ -138,17 +146,18 @@ def fine_tuned_matches_transformer(m: dict) -> dict:
     val = m04.get("validation_rmse") or {}
     rows = {r["method"]: r for r in m04.get("versus_mf", [])}
     family = {r["method"]: r.get("family") for r in m04.get("table", [])}
-    tuned = [n for n in val if family.get(n) == "language model" and n in rows  # the paper's formulation only
+    tuned = [n for n in val if family.get(n) == "language model" and n in rows  # fine-tuned LMs, not hybrids with MF
              and not pd.isna(rows[n].get("vs_transformer_low", float("nan")))]
     tm = _method(m04.get("table", []), "Transformer+MLP")
     if not (tuned and tm):
         return _not_run(fid, KANG, "04 did not run, or 02's Transformer+MLP predictions were not there to pair with")
     best = min(tuned, key=val.get)
     r = rows[best]
-    return _row(fid, "RMSE of the fine-tuned LM chosen on validation − Transformer+MLP", r["rmse"] - tm["rmse"],
-                r["vs_transformer_low"], r["vs_transformer_high"], "95% paired bootstrap over test users", KANG,
-                f"{best} {r['rmse']:.3f} (validation {val[best]:.3f}, the lowest of {len(tuned)} fine-tuned rows) "
-                f"against Transformer+MLP {tm['rmse']:.3f}; 'matches' = no worse by {MATCH_MARGIN}",
+    lm_, tm_ = _f(r["rmse"]), _f(tm["rmse"])
+    return _row(fid, "RMSE of the fine-tuned LM chosen on validation − Transformer+MLP", lm_ - tm_,
+                _f(r["vs_transformer_low"]), _f(r["vs_transformer_high"]), "95% paired bootstrap over test users", KANG,
+                f"{best} {lm_:.3f} (validation {_f(val[best]):.3f}, the lowest of {len(tuned)} fine-tuned rows) "
+                f"against Transformer+MLP {tm_:.3f}; 'matches' = no worse by {MATCH_MARGIN}",
                 margin=MATCH_MARGIN, units="test users")
 
 
@@ -162,9 +171,10 @@ def bigger_is_better(m: dict) -> dict:
                                     "too, so their gap would not be one of size); the paper preset compares three "
                                     "Flan-T5 sizes") if m05 else "05 did not run")
     small, large = sorted(size_rows, key=lambda r: r["parameters"])[:: len(size_rows) - 1]
+    big, little = _f(large["rmse there"]), _f(small["rmse there"])
     return _row(fid, "RMSE of the larger LM − the smaller, each at its largest fraction",
-                large["rmse there"] - small["rmse there"], None, None, "none (mean of the seeds)", KANG,
-                f"{large['model']} {large['rmse there']:.3f} vs {small['model']} {small['rmse there']:.3f}")
+                big - little, None, None, "none (mean of the seeds)", KANG,
+                f"{large['model']} {big:.3f} vs {small['model']} {little:.3f}")
 
 
 def data_efficient(m: dict) -> dict:
@@ -173,13 +183,13 @@ def data_efficient(m: dict) -> dict:
     lm = [r for r in m05.get("matches", []) if r["method"].endswith("regression")]
     if not (lm and m05.get("full_data_mf")):
         return _not_run(fid, "data-efficiency figure (not read here)", "05 trained no language model")
-    r, mf = lm[0], m05["full_data_mf"]["rmse"]
-    reached = r["matches_mf_rmse_from"]
-    return _row(fid, f"{r['method']} RMSE at its largest fraction − full-data MF RMSE", r["rmse_at_largest"] - mf,
+    r, mf = lm[0], _f(m05["full_data_mf"]["rmse"])
+    reached, at_largest = r["matches_mf_rmse_from"], _f(r["rmse_at_largest"])
+    return _row(fid, f"{r['method']} RMSE at its largest fraction − full-data MF RMSE", at_largest - mf,
                 None, None, "none (mean of the seeds at each fraction)", "data-efficiency figure (not read here)",
                 (f"reaches full-data MF from {reached:.1%} of the data" if reached is not None else
                  f"not reached up to {r['largest_fraction']:.1%} of the data, the largest this preset trains on "
-                 f"({r['rmse_at_largest']:.3f} vs {mf:.3f})"))
+                 f"({at_largest:.3f} vs {mf:.3f})"))
 
 
 # --------------------------------------------------------------------------- ONCE
@@ -197,26 +207,34 @@ def once_rows(m06: dict) -> pd.DataFrame:
     return summary[summary.method.isin(per)].reset_index(drop=True)
 
 
-def once_versus(m06: dict, a: str, b: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """AUC(a) − AUC(b) over 06's test impressions (each method: the mean of its seeds' AUC per
-    impression) and its 95% paired bootstrap interval."""
-    from .metrics import mean_interval
+def once_versus(m06: dict, a: str, b: str, n_boot: int = 1000) -> tuple[float, float, float]:
+    """AUC(a) − AUC(b) over 06's test impressions (each method: the mean of its seeds) and its
+    95% bootstrap interval, paired on the impressions, the seeds of each side resampled too
+    (`metrics.seeds_interval`; 06's bootstrap seed)."""
+    from .metrics import seeds_interval
 
     per = m06["per_impression_auc"]
-    x, y = np.asarray(per[a], dtype=float), np.asarray(per[b], dtype=float)
-    return float(np.mean(x - y)), *mean_interval(x, y, n_boot=n_boot, seed=seed)
+    x, y = np.atleast_2d(np.asarray(per[a], dtype=float)), np.atleast_2d(np.asarray(per[b], dtype=float))
+    low, high = seeds_interval(x, y, n_boot=n_boot, seed=int(m06.get("bootstrap_seed", 0)))
+    return float(x.mean() - y.mean()), low, high
+
+
+def _n_units(m06: dict, method: str) -> int:
+    return int(np.shape(m06["per_impression_auc"][method])[-1])
 
 
 def _budget(m06: dict) -> str:
-    epochs = m06.get("epochs", 1)
-    return (f"each run {m06.get('train_samples', '?'):,} training samples for at most {epochs} "
-            f"epoch{'s' if epochs != 1 else ''}, the best on validation kept: the Originals learn their word "
-            "embeddings in that budget, DIRE starts pretrained")
+    epochs, n = m06.get("epochs", 1), m06.get("train_samples")
+    samples = f"{n:,} training samples" if isinstance(n, int) else "its training samples"
+    return (f"each run {samples} for at most {epochs} epoch{'s' if epochs != 1 else ''}, the best on "
+            "validation kept: the Originals learn their word embeddings in that budget, DIRE starts pretrained")
 
 
-def _best(rows: pd.DataFrame) -> pd.Series:
-    """The row with the highest validation AUC (never the test AUC)."""
-    return rows.sort_values("val_auc", kind="stable").iloc[-1]
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """The row with the highest validation AUC (never the test AUC; the first of a tie, as 06
+    reads it); None when no row has one."""
+    val = pd.to_numeric(rows.val_auc, errors="coerce")
+    return None if val.isna().all() else rows.loc[val.idxmax()]
 
 
 ONCE_NOT_RUN = "06 did not run (or recorded no per-impression AUCs)"
@@ -230,9 +248,11 @@ def dire_beats_original(m: dict) -> dict:
     if rows.empty or not (rows.family == "Original").any() or (rows.family == "Original").all():
         return _not_run(fid, paper, ONCE_NOT_RUN)
     orig, dire = _best(rows[rows.family == "Original"]), _best(rows[rows.family != "Original"])
+    if orig is None or dire is None:
+        return _row(fid, "", float("nan"), None, None, "", paper, "06 recorded no validation AUC to choose by")
     value, low, high = once_versus(m06, dire.method, orig.method)
     return _row(fid, "test AUC of the DIRE row − the Original row, each the best on validation", value, low, high,
-                BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][orig.method])), paper,
+                BOOTSTRAP_IMPRESSIONS.format(n=_n_units(m06, orig.method)), paper,
                 f"{dire.method} {dire.auc:.3f} vs {orig.method} {orig.auc:.3f}; {BODY}; {_budget(m06)}",
                 direction=+1, units="test impressions")
 
@@ -250,13 +270,16 @@ def larger_encoder_better(m: dict, sizes: dict | None = None) -> dict:
     small, large = sorted(chosen, key=lambda name: sizes[name])[:: len(chosen) - 1]
     value, low, high = once_versus(m06, chosen[large].method, chosen[small].method)
     return _row(fid, "test AUC of the larger DIRE encoder − the smaller (each at its k chosen on validation)",
-                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][chosen[large].method])),
+                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=_n_units(m06, chosen[large].method)),
                 paper, f"{large} ({sizes[large] / 1e6:.0f}M) {chosen[large].auc:.3f} vs {small} "
                 f"({sizes[small] / 1e6:.0f}M) {chosen[small].auc:.3f}: small-model analogues of BERT-12L and LLaMA",
                 direction=+1, units="test impressions")
 
 
-def frozen_is_strong(m: dict) -> dict:
+def frozen_is_strong(m: dict, sizes: dict | None = None) -> dict:
+    """The paper's claim is about its largest encoder (LLaMA-7B) frozen: the kit grades the frozen
+    (k = 0) row of its largest encoder, fixed by size before any result, against the Original
+    chosen on validation."""
     fid = "once2024.frozen_is_strong"
     paper = f"MIND, NAML AUC: {_auc('LLaMA-7B, 32 frozen / 0 tuned', table='Table 3')} (k = 0) vs {_auc('Original')}"
     m06 = m.get("06_once_dire") or {}
@@ -264,17 +287,18 @@ def frozen_is_strong(m: dict) -> dict:
     if rows.empty or "k" not in rows or not (rows.family == "Original").any():
         return _not_run(fid, paper, ONCE_NOT_RUN)
     frozen = rows[(rows.family != "Original") & (rows.k == 0) & ~rows.lora.astype(bool)]
+    frozen = frozen[frozen.model.isin(list(sizes or {}))]
     if frozen.empty:
-        return _not_run(fid, paper, "06 ran no fully frozen encoder (k = 0) over its seeds")
+        return _not_run(fid, paper, "06 ran no fully frozen encoder (k = 0) over its seeds, or its size is unknown")
+    row = frozen.loc[frozen.model.map(sizes).idxmax()]
     orig = _best(rows[rows.family == "Original"])
-    diffs = {r.method: once_versus(m06, r.method, orig.method) for r in frozen.itertuples()}
-    worst = min(diffs, key=lambda name: diffs[name][0])
-    value, low, high = diffs[worst]
-    return _row(fid, "test AUC of the weakest fully frozen DIRE (k = 0) − the Original chosen on validation",
-                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=len(m06["per_impression_auc"][worst])), paper,
-                f"{worst} {frozen.set_index('method').auc[worst]:.3f} vs {orig.method} {orig.auc:.3f} "
-                f"({len(frozen)} frozen encoder{'s' if len(frozen) != 1 else ''}); {_budget(m06)}",
-                direction=+1, units="test impressions")
+    if orig is None:
+        return _row(fid, "", float("nan"), None, None, "", paper, "06 recorded no validation AUC to choose by")
+    value, low, high = once_versus(m06, row.method, orig.method)
+    return _row(fid, "test AUC of the largest encoder fully frozen (k = 0) − the Original chosen on validation",
+                value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=_n_units(m06, row.method)), paper,
+                f"{row.method} ({sizes[row.model] / 1e6:.0f}M, the largest encoder 06 ran) {row.auc:.3f} vs "
+                f"{orig.method} {orig.auc:.3f}; {_budget(m06)}", direction=+1, units="test impressions")
 
 
 def cache_compute_share(m: dict) -> dict:
@@ -287,11 +311,11 @@ def cache_compute_share(m: dict) -> dict:
     if not full:
         return _not_run(fid, paper, "06 did not time the cache")
     return _row(fid, "speed-up of the cache over full fine-tuning ÷ the layer count's L/k, − 1 (a timing: "
-                "numbers not compared across runs)", full["of theory"] - 1,
-                full.get("of theory low", float("nan")) - 1, full.get("of theory high", float("nan")) - 1,
+                "numbers not compared across runs)", _f(full["of theory"]) - 1,
+                _f(full.get("of theory low")) - 1, _f(full.get("of theory high")) - 1,
                 "95% t-interval over the timed steps (log scale)", paper,
-                f"{full['speed-up of the cache']:.2f}× measured against {full['theory']:.2f}× predicted "
-                f"({full['of theory']:.0%} of it); counts for the paper from {1 - CACHE_MARGIN:.0%}",
+                f"{_f(full['speed-up of the cache']):.2f}× measured against {_f(full['theory']):.2f}× predicted "
+                f"({_f(full['of theory']):.0%} of it); counts for the paper from {1 - CACHE_MARGIN:.0%}",
                 direction=+1, margin=CACHE_MARGIN, units="timed steps")
 
 
@@ -302,7 +326,7 @@ def claims(metrics: dict[str, dict], sizes: dict[str, int] | None = None) -> pd.
     return pd.DataFrame([
         zero_shot_worse_than_mf(metrics), regression_beats_classification(metrics),
         fine_tuned_matches_transformer(metrics), bigger_is_better(metrics), data_efficient(metrics),
-        dire_beats_original(metrics), larger_encoder_better(metrics, sizes), frozen_is_strong(metrics),
+        dire_beats_original(metrics), larger_encoder_better(metrics, sizes), frozen_is_strong(metrics, sizes),
         cache_compute_share(metrics),
     ])
 
