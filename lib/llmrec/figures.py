@@ -16,8 +16,8 @@ are checked also has <name>.tolerance.yaml beside it:
     rows: {differ: 1, per: [method]}  # optional: this many rows may be missing or extra (default
                              # 0), in each group of `per` (default: in all), e.g. an epoch more or
                              # less of early stopping on another CPU
-    rows_not_compared:       # optional: rows whose numbers are not compared (their text columns
-      cache claim: a timing  # still are), each with its reason
+    rows_not_compared:       # optional: rows not compared at all, each with its reason (what
+      cache claim: a timing  # must hold for them is checked where it holds on any processor)
     checks:                  # optional: claims the run's own numbers must satisfy, whatever the
                              # reference says: orderings a model that learns must pass
       - {row: LM, column: vs_global_high, below: 0, why: beats the global average by its interval}
@@ -69,6 +69,7 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     problems += _unlisted_columns(name, ref, spec)
     problems += _checks(name, run, spec)
     both = ref.index.intersection(run.index)
+    both = both[~both.isin(list(spec.get("rows_not_compared") or {}))]  # e.g. a timing's row
     for col, tol in spec["columns"].items():
         if col not in run.columns:
             problems.append(f"{name}: column {col} is missing from {run_csv}")
@@ -82,13 +83,7 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
             for idx in np.flatnonzero((a != b).to_numpy()):
                 problems.append(f"{name}: {both[idx]} {col}: run {b.iloc[idx]!r} vs reference {a.iloc[idx]!r}")
             continue
-        a, b = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float)
-        skip = [k for k in (spec.get("rows_not_compared") or {}) if k in both]  # e.g. a timing row
-        if skip and "at_least" not in tol:
-            keep = ~both.isin(skip)
-            a, b, rows_ = a[keep], b[keep], both[keep]
-        else:
-            rows_ = both
+        a, b, rows_ = ref.loc[both, col].to_numpy(float), run.loc[both, col].to_numpy(float), both
         if "at_least" in tol:
             floor = float(tol["at_least"])
             for idx in np.flatnonzero(~(b >= floor)):  # NaN is below every floor
