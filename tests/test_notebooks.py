@@ -184,10 +184,11 @@ def test_once_dire_notebook(smoke_run):
     assert table.method.tolist()[2:] == [n for m, c in chosen.items()
                                          for n in dict.fromkeys([name(m, c["k"], c["lora"]), name(m, 0, False)])]
     assert (table.seeds == record["parameters"]["N_SEEDS"]).all()
-    # each interval is the bootstrap over the test impressions of the seeds' mean: it holds the mean
+    # each interval is the bootstrap over the test impressions and the seeds: it holds the mean
     assert ((table.auc_low <= table.auc) & (table.auc <= table.auc_high)).all()
-    per = record["metrics"]["per_impression_auc"]
-    assert sorted(per) == sorted(table.method) and {len(v) for v in per.values()} == {record["metrics"]["test_impressions"]}
+    per = record["metrics"]["per_impression_auc"]  # [seeds, impressions] per row, what 07 pairs
+    assert sorted(per) == sorted(table.method)
+    assert {np.shape(v) for v in per.values()} == {(record["parameters"]["N_SEEDS"], record["metrics"]["test_impressions"])}
     metrics = ["auc", "mrr", "ndcg@5", "ndcg@10"]
     runs = pd.DataFrame(record["metrics"]["runs"])
     # the table is the mean over seeds of the runs it says it summarises

@@ -203,3 +203,15 @@ def test_readme_section_has_a_row_per_method_and_changes_with_the_figures(tmp_pa
     t.loc[t.method == "MF", "rmse"] = 0.5
     t.to_csv(tmp_path / "04_results.csv", index=False)
     assert "| MF | 0.500 |" in readme_results(tmp_path) and readme_results(tmp_path) != text
+
+
+def test_readme_prose_numbers_are_the_presets_and_the_rules():
+    # README's reading (outside the generated section) names a few settings: they must be these
+    from llmrec.paths import repo_root
+    from llmrec.report import MATCH_MARGIN
+    import yaml
+
+    text = (repo_root() / "README.md").read_text()
+    laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["06_once_dire"]
+    assert laptop["EPOCHS"] == 1 and f"{laptop['MAX_TRAIN']:,} training samples for one epoch" in text
+    assert f"the {MATCH_MARGIN} that \"matches\" allows" in text

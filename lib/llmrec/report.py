@@ -272,7 +272,7 @@ def larger_encoder_better(m: dict, sizes: dict | None = None) -> dict:
     return _row(fid, "test AUC of the larger DIRE encoder − the smaller (each at its k chosen on validation)",
                 value, low, high, BOOTSTRAP_IMPRESSIONS.format(n=_n_units(m06, chosen[large].method)),
                 paper, f"{large} ({sizes[large] / 1e6:.0f}M) {chosen[large].auc:.3f} vs {small} "
-                f"({sizes[small] / 1e6:.0f}M) {chosen[small].auc:.3f}: small-model analogues of BERT-12L and LLaMA",
+                f"({sizes[small] / 1e6:.0f}M) {chosen[small].auc:.3f}: small-model analogues of LLaMA-7B and BERT-12L",
                 direction=+1, units="test impressions")
 
 
