@@ -312,10 +312,9 @@ def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kw
 def recorded_predictions(preset: str, parameters: dict, examples: pd.DataFrame) -> dict[str, np.ndarray]:
     """The trained baselines' test predictions that notebook 02 recorded, when it ran with the same
     data parameters on exactly these test examples (same rows, same order); else {}."""
-    from .record import load_matching
+    from .record import load_matching, same_test_rows
 
     record = load_matching("02_baselines", preset, parameters)
-    metrics = (record or {}).get("metrics", {})
-    if metrics.get("test_index") != examples.index.tolist():
+    if not same_test_rows(record, examples):
         return {}
-    return {name: np.asarray(p, dtype=float) for name, p in metrics.get("test_predictions", {}).items()}
+    return {name: np.asarray(p, dtype=float) for name, p in record["metrics"].get("test_predictions", {}).items()}

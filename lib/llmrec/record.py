@@ -98,6 +98,12 @@ def load_matching(notebook: str, preset: str, parameters: dict) -> dict | None:
     return record if all(recorded.get(k) == v for k, v in parameters.items()) else None
 
 
+def same_test_rows(record: dict | None, examples: pd.DataFrame) -> bool:
+    """Whether a record's stored test predictions are for exactly these examples (same rows, same
+    order): what pairing another notebook's predictions with this one's needs."""
+    return bool(record) and record["metrics"].get("test_index") == examples.index.tolist()
+
+
 def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150) -> Path:
     """Save `fig` as runs/<preset>/figures/<name>.png and the plotted numbers as <name>.csv."""
     folder = run_figures_dir(preset)
