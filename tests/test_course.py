@@ -205,3 +205,34 @@ def test_a_fresh_run_starts_from_empty_runs_results_and_stored_points(tmp_path, 
                         lambda nb, out, parameters, log_output: seen.append([p.exists() for p in stale]))
     course.run_course("smoke", only=["02"], fresh=True)
     assert seen == [[False, False, False]]
+
+
+def test_readme_data_paths_command_is_accepted_as_papermill_passes_it():
+    # README's own custom-data command, its -p arguments parsed the way papermill's CLI parses them
+    import re
+    import shlex
+
+    from papermill.cli import _resolve_type
+
+    from llmrec.course import check_parameters, notebook_parameters
+    from llmrec.paths import notebooks_dir, repo_root
+
+    readme = (repo_root() / "README.md").read_text()
+    block = re.search(r"```bash\n([^`]*-p DATA_PATHS[^`]*)```", readme).group(1)
+    args = shlex.split(block.replace("\\\n", " "))
+    given = {args[i + 1]: _resolve_type(args[i + 2]) for i, a in enumerate(args) if a == "-p"}
+    assert isinstance(given["DATA_PATHS"], str)  # what the notebook receives from papermill
+    declared = notebook_parameters(notebooks_dir() / "02_baselines.ipynb")
+    namespace = {k: eval(v["default"]) for k, v in declared.items()} | given  # noqa: S307
+    check_parameters("02_baselines", namespace)
+    assert namespace["DATA_PATHS"] == {"ratings_path": "tests/fixtures/custom/ratings.tsv",
+                                       "items_path": "tests/fixtures/custom/items.csv", "genre_sep": " "}
+
+
+def test_a_dict_parameter_that_is_not_json_is_named_with_the_form_to_use():
+    from llmrec.course import PresetError, check_parameters
+
+    namespace = {"DATA_PATHS": "ratings_path=r.csv"}
+    with pytest.raises(PresetError, match=r"DATA_PATHS: 'ratings_path=r.csv' is a str; expected a dict.*"
+                                          r"-p DATA_PATHS '\{\"key\": \"value\"\}'"):
+        check_parameters("02_baselines", namespace)

@@ -148,8 +148,11 @@ def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list
         allow_none = "None" in (declared[name].get("help") or "")
         if not ((value is None and allow_none) or _type_ok(value, kind)):
             expected = _TYPE_NAMES.get(kind, kind.__name__) + (" or None" if allow_none else "")
+            hint = (f"; on papermill's command line write it as JSON: -p {name} "
+                    + ("'{\"key\": \"value\"}'" if kind is dict else "'[1, 2]'")
+                    if kind in (dict, list) and isinstance(value, str) else "")
             errors.append(f"{stem}.{name}: {value!r} is a {type(value).__name__}; expected "
-                          f"{expected} (its default is {default!r})")
+                          f"{expected} (its default is {default!r}){hint}")
             continue
         if value is None or kind is bool or not isinstance(default, (int, float)) or default <= 0:
             continue
@@ -162,10 +165,40 @@ def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list
     return errors
 
 
+def parse_text_parameters(declared: dict[str, dict], namespace: dict) -> None:
+    """papermill's `-p NAME VALUE` passes a dict or a list as the text of one (`-p DATA_PATHS
+    '{"ratings_path": "r.csv"}'`): where the parameter's default is a dict or a list and its value
+    is a str, read the str as JSON (or a Python literal) in place. A str that does not read as
+    one is left for parameter_errors to name."""
+    import ast
+    import json
+
+    for name, spec in declared.items():
+        value = namespace.get(name)
+        if not isinstance(value, str):
+            continue
+        try:
+            kind = type(ast.literal_eval(spec["default"]))
+        except (ValueError, SyntaxError):
+            continue
+        if kind not in (dict, list):
+            continue
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                parsed = parse(value)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, kind):
+                namespace[name] = parsed
+                break
+
+
 def check_parameters(notebook: str, namespace: dict) -> None:
     """Called by each notebook's set-up cell: the same checks as the runner's, for values set
-    another way (`papermill -p EPOCHS abc`, or an edited parameters cell). Raises PresetError."""
+    another way (`papermill -p EPOCHS abc`, or an edited parameters cell). A dict or list given as
+    its text (papermill's `-p`) is read first (`parse_text_parameters`). Raises PresetError."""
     declared = notebook_parameters(notebooks_dir() / f"{notebook}.ipynb")
+    parse_text_parameters(declared, namespace)
     errors = parameter_errors(notebook, declared,
                               {k: namespace[k] for k in declared if k in namespace})
     if errors:
