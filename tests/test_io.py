@@ -38,3 +38,34 @@ def test_atomic_files_and_folders_respect_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_output_folder_replaces_only_what_it_wrote_and_a_failed_build_changes_nothing(tmp_path):
+    import pytest
+
+    from llmrec.io import OutputFolderError, output_folder
+
+    out = tmp_path / "out"
+    with output_folder(out, "tool") as tmp:
+        (tmp / "a.txt").write_text("1")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.txt").write_text("2")
+    (out / "mine.txt").write_text("user")
+    with pytest.raises(RuntimeError), output_folder(out, "tool") as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("the build failed")
+    assert (out / "a.txt").read_text() == "1" and (out / "sub" / "b.txt").read_text() == "2"
+    with output_folder(out, "tool") as tmp:  # the next build no longer writes sub/b.txt
+        (tmp / "a.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == [".llmrec-made.json", "a.txt", "mine.txt"]
+    assert (out / "a.txt").read_text() == "new" and (out / "mine.txt").read_text() == "user"
+    with pytest.raises(OutputFolderError, match="mine.txt exist"), output_folder(out, "tool") as tmp:
+        (tmp / "mine.txt").write_text("would overwrite the user's file")
+    assert (out / "mine.txt").read_text() == "user"
+    kit = tmp_path / "data"
+    kit.mkdir()
+    (kit / "ratings.csv").write_text("u,i,r")
+    with pytest.raises(OutputFolderError, match=r"data already holds files the kit did not write \(ratings.csv\)"):
+        with output_folder(kit, "the site"):
+            pass
+    assert (kit / "ratings.csv").read_text() == "u,i,r"

@@ -173,3 +173,13 @@ def test_a_solution_opens_on_a_click(browser, served):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "solution-open.png"))
     page.close()
+
+
+def test_out_refuses_a_folder_of_the_users_before_any_work(tmp_path):
+    from llmrec.io import OutputFolderError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="notes.txt"):
+        site.build("smoke", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert site.main(["--preset", "smoke", "--out", str(tmp_path)]) == 1

@@ -84,3 +84,27 @@ def test_a_notebook_on_its_own_says_how_to_install_the_kit(edition, tmp_path):
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, check=False,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and not done.stdout and not done.stderr
+
+
+def test_out_never_deletes_what_the_tool_did_not_write(tmp_path):
+    from llmrec.io import OutputFolderError
+
+    notes = tmp_path / "mine" / "notes.txt"  # a folder of the user's own
+    notes.parent.mkdir()
+    notes.write_text("my notes")
+    with pytest.raises(OutputFolderError, match=r"already holds files the kit did not write \(notes.txt\)"):
+        student.build(notes.parent)
+    assert notes.read_text() == "my notes" and [p.name for p in notes.parent.iterdir()] == ["notes.txt"]
+    # its own folder: rebuilt in place, a student's extra file kept, a student's edit refused
+    out = tmp_path / "edition"
+    written = student.build(out)
+    (out / "my_answers.md").write_text("kept")
+    again = student.build(out)
+    assert again == written and (out / "my_answers.md").read_text() == "kept"
+    first = written["notebooks"][0]
+    edited = first.read_text().replace('"cells": [', '"cells": [\n', 1)  # a student's edit, still a notebook
+    first.write_text(edited)
+    with pytest.raises(OutputFolderError, match=rf"{first.name} changed since the student edition wrote"):
+        student.build(out)
+    assert first.read_text() == edited
+    assert student.main(["--out", str(notes.parent)]) == 1

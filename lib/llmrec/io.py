@@ -76,6 +76,76 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+MARKER = ".llmrec-made.json"  # in a folder a kit tool wrote: which files it wrote, with their sha256
+
+
+class OutputFolderError(ValueError):
+    """An --out folder the kit must not write over: names the folder, the files and the fix."""
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER)
+
+
+def _check_output_folder(out: Path, tool: str) -> dict[str, str]:
+    """What `out` holds that `tool` wrote before ({relative path: sha256}); refuses a folder that
+    holds anything else the tool would overwrite, or whose written files were changed since."""
+    if not out.exists():
+        return {}
+    if not out.is_dir():
+        raise OutputFolderError(f"--out {out} is a file, not a folder: choose a folder")
+    marker = out / MARKER
+    if not marker.is_file():
+        present = _files(out)
+        if not present and not any(out.iterdir()):
+            return {}
+        raise OutputFolderError(
+            f"--out {out} already holds files the kit did not write (" + ", ".join(present[:3])
+            + (", …" if len(present) > 3 else "") + f"): {tool} writes only into a new or empty folder, "
+            "or one it wrote itself. Choose another folder; nothing was changed.")
+    made = json.loads(marker.read_text()).get("files", {})
+    changed = [f for f, digest in made.items() if (out / f).is_file() and sha256_file(out / f) != digest]
+    if changed:
+        raise OutputFolderError(
+            f"--out {out}: {', '.join(changed[:3])}{', …' if len(changed) > 3 else ''} changed since {tool} "
+            "wrote them (your work?): copy them elsewhere, or choose another folder; nothing was changed.")
+    return made
+
+
+@contextlib.contextmanager
+def output_folder(out: str | os.PathLike, tool: str) -> Iterator[Path]:
+    """Yield an empty temporary folder to build `tool`'s output in; when the block succeeds its
+    files replace the ones `tool` wrote into `out` before. Files in `out` that the tool did not
+    write are never deleted: a folder that holds some where the tool would write is refused before
+    any work, and so is one whose written files were edited since. A failed build changes nothing."""
+    out = Path(out)
+    previous = _check_output_folder(out, tool)
+    _check_writable(out.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        yield tmp
+        new = _files(tmp)
+        foreign = [f for f in new if (out / f).exists() and f not in previous]
+        if foreign:
+            raise OutputFolderError(f"--out {out}: {', '.join(foreign[:3])} exist(s) and were not written by "
+                                    f"{tool}: move them, or choose another folder; nothing was changed.")
+        out.mkdir(parents=True, exist_ok=True)
+        for f in previous:
+            if f not in new:
+                (out / f).unlink(missing_ok=True)
+        digests = {}
+        for f in new:
+            (out / f).parent.mkdir(parents=True, exist_ok=True)
+            digests[f] = sha256_file(tmp / f)
+            os.replace(tmp / f, out / f)
+        for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            if not any(d.iterdir()):
+                d.rmdir()  # folders left empty by files the tool no longer writes
+        write_json(out / MARKER, {"tool": tool, "files": digests})
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 
 from .course import list_notebooks, list_presets
-from .io import atomic_dir
+from .io import OutputFolderError, output_folder
 from .paths import repo_root, runs_dir
 from .student import is_solution
 
@@ -334,7 +334,7 @@ def build(preset: str = "laptop", out: str | Path = "site") -> list[Path]:
     out = out if out.is_absolute() else repo_root() / out
     if out.resolve() in (repo_root().resolve(), (repo_root() / "notebooks").resolve()):
         raise SiteError(f"--out {out} would overwrite the course itself; choose an empty folder")
-    with atomic_dir(out) as tmp:
+    with output_folder(out, "the site") as tmp:  # never deletes what it did not write
         pages = Site(preset, tmp).build()
     return [out / p.relative_to(tmp) for p in pages]
 
@@ -343,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmrec.site", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="laptop", help="whose executed notebooks: runs/<preset>/")
-    parser.add_argument("--out", default="site", help="the site's folder (replaced)")
+    parser.add_argument("--out", default="site", help="the site's folder: new, empty, or one it wrote")
     args = parser.parse_args(argv)
     try:
         pages = build(args.preset, args.out)
-    except SiteError as e:
+    except (SiteError, OutputFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{len(pages)} pages in {pages[0].parent}; open {pages[0]} in a browser")

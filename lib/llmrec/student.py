@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from .course import list_notebooks
-from .io import atomic_path
+from .io import OutputFolderError, atomic_path, output_folder
 from .paths import notebooks_dir, repo_root
 
 SOLUTION_TAG = "solution"
@@ -74,32 +74,36 @@ def build(out: str | Path = "student") -> dict[str, list[Path]]:
     out = out if out.is_absolute() else repo_root() / out
     if out.resolve() in (repo_root().resolve(), notebooks_dir().resolve()):
         raise ValueError(f"--out {out} would overwrite the course itself; choose an empty folder")
-    if out.exists():
-        shutil.rmtree(out)
     written = {"notebooks": [], "solutions": []}
-    for path in list_notebooks():
-        nb = nbformat.read(path, as_version=4)
-        target = out / "notebooks" / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write(strip_solutions(nb), target)
-        written["notebooks"].append(target)
-        if any(is_solution(c) for c in nb.cells):
-            target = out / "solutions" / f"{path.stem}_solutions.ipynb"
+    with output_folder(out, "the student edition") as tmp:  # never deletes what it did not write
+        for path in list_notebooks():
+            nb = nbformat.read(path, as_version=4)
+            target = tmp / "notebooks" / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            _write(solutions_notebook(nb, path.stem), target)
-            written["solutions"].append(target)
-    diagrams = repo_root() / "docs" / "diagrams"
-    if diagrams.is_dir():
-        shutil.copytree(diagrams, out / "docs" / "diagrams")
+            _write(strip_solutions(nb), target)
+            written["notebooks"].append(out / target.relative_to(tmp))
+            if any(is_solution(c) for c in nb.cells):
+                target = tmp / "solutions" / f"{path.stem}_solutions.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write(solutions_notebook(nb, path.stem), target)
+                written["solutions"].append(out / target.relative_to(tmp))
+        diagrams = repo_root() / "docs" / "diagrams"
+        if diagrams.is_dir():
+            shutil.copytree(diagrams, tmp / "docs" / "diagrams")
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m llmrec.student", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="student", help="folder to (re)build (default: student/)")
+    parser.add_argument("--out", default="student",
+                        help="folder to (re)build: new, empty, or one it wrote (default: student/)")
     args = parser.parse_args(argv)
-    written = build(args.out)
+    try:
+        written = build(args.out)
+    except OutputFolderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"{len(written['notebooks'])} student notebooks and {len(written['solutions'])} solution "
           f"notebooks written under {Path(written['notebooks'][0]).parent.parent}")
     return 0
