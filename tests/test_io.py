@@ -69,3 +69,22 @@ def test_output_folder_replaces_only_what_it_wrote_and_a_failed_build_changes_no
         with output_folder(kit, "the site"):
             pass
     assert (kit / "ratings.csv").read_text() == "u,i,r"
+
+
+def test_a_shared_folder_another_process_installed_first_is_kept_not_a_crash(tmp_path):
+    from llmrec.io import atomic_dir
+
+    path = tmp_path / "split-abc123"
+    with atomic_dir(path, shared=True) as tmp:
+        (tmp / "data").write_text("mine")
+        path.mkdir()  # meanwhile, another process finished the same folder
+        (path / "data").write_text("theirs")
+    assert (path / "data").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["split-abc123"]  # no temporary folder left
+    with atomic_dir(path, shared=True) as tmp:  # a stale folder there before the build: replaced
+        (tmp / "data").write_text("rebuilt")
+    assert (path / "data").read_text() == "rebuilt"
+    with atomic_dir(path) as tmp:  # not shared: what appeared meanwhile is replaced
+        (tmp / "data").write_text("new")
+        (path / "data").write_text("appeared")
+    assert (path / "data").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["split-abc123"]

@@ -148,3 +148,24 @@ def test_unwritable_cache_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMREC_DATA_DIR", str(blocked))
     with pytest.raises(PermissionError, match="LLMREC_DATA_DIR"):
         ensure_processed("movielens-small", history_len=2, max_users=5, verbose=False)
+
+
+def _build_split(folder):
+    import os
+
+    os.environ["LLMREC_DATA_DIR"] = folder
+    from llmrec.splits import ensure_processed
+
+    return len(ensure_processed("movielens-small", max_users=40, seed=0).examples)
+
+
+def test_processes_building_the_same_split_at_once_all_get_it(tmp_path):
+    # two notebooks (or two users) on one empty data folder: the loser of the race uses the
+    # winner's folder instead of failing with "Directory not empty"
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        sizes = pool.map(_build_split, [str(tmp_path)] * 6)
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+    leftovers = [p.name for p in tmp_path.rglob("*.part")] + [p.name for p in tmp_path.rglob("*.old")]
+    assert leftovers == []

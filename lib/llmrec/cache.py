@@ -276,7 +276,7 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
                             autocast=autocast)
     seconds = time.perf_counter() - start
     tokens = sum(len(e) for e in encodings)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, shared=True) as tmp:  # named by its key: another process's is the same
         torch.save(hidden, tmp / "hidden.pt")
         (tmp / "manifest.json").write_text(json.dumps(
             {"key": key, "examples": len(encodings), "tokens": tokens, "seconds": seconds},

@@ -225,7 +225,7 @@ def download_mind(which: str = "small-train", url: str | None = None,
         raise ValueError(f"{archive}: its sha256 does not match the expected {sha256} (a partial "
                          "or altered download); it was deleted, run again to download it anew")
     try:
-        with zipfile.ZipFile(archive) as zf, atomic_dir(target) as tmp:
+        with zipfile.ZipFile(archive) as zf, atomic_dir(target, shared=True) as tmp:
             zf.extractall(tmp)
             (tmp / ".complete").write_text(url + "\n")
     except zipfile.BadZipFile:

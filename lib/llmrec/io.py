@@ -4,6 +4,7 @@ later run trusts."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -60,17 +61,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; it becomes `path` only if the block succeeds."""
+def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it becomes `path` only if the block succeeds.
+
+    shared: `path` is named by its content (a processed split, a layer cache, a converted model),
+    so when another process installs the same folder while this one builds it — two notebooks or
+    two users on one data folder — this one keeps the other's and drops its own, instead of failing
+    with "Directory not empty". Without it, a folder that appears meanwhile is replaced."""
     path = Path(path)
     _check_writable(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give what mkdir() would have
+    stale = path.exists()  # there before this build: to be replaced (a damaged or outdated folder)
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        for attempt in range(5):
+            if path.exists() and (attempt == 0 and stale or not shared):
+                trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                try:
+                    os.replace(path, trash / path.name)  # moved aside in one step, then deleted
+                except FileNotFoundError:
+                    pass  # another process moved it first
+                shutil.rmtree(trash, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+                break
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if shared:
+                    break  # another process installed the same content first: it stands
+        else:
+            raise OSError(errno.EEXIST, f"could not install {path}: other processes kept replacing it")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

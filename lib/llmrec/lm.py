@@ -144,7 +144,7 @@ def packaged_model_folder(alias: str) -> Path:
     loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
     fresh = AutoModelForCausalLM.from_config(loaded.config)
     fresh.load_state_dict(loaded.state_dict())
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, shared=True) as tmp:  # the same package converts to the same folder
         fresh.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     return target

@@ -201,7 +201,7 @@ def _cache_key(params: dict) -> str:
 
 
 def _write(processed: Processed, folder: Path) -> None:
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, shared=True) as tmp:  # named by its parameters: another process's is the same
         for name, df in zip(_FILES, (processed.ratings, processed.items, processed.examples)):
             df.to_parquet(tmp / name, index=False)
         manifest = dict(processed.manifest,
