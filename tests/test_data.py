@@ -263,3 +263,20 @@ def test_a_cached_download_is_used_without_asking_the_network(tmp_path, monkeypa
     (tmp_path / "w.whl").write_bytes(b"wheel")
     assert data_mod._fetch_first([official, wheel], "x") == tmp_path / "w.whl"
     assert tried == []
+
+
+def test_a_repeated_rating_keeps_only_the_latest_and_says_so(tmp_path, capsys):
+    # kept twice, the test rating's item would sit in its own history
+    from llmrec.data import load_custom
+
+    (tmp_path / "r.csv").write_text("user,item,rating,timestamp\n1,10,2,100\n1,11,4,150\n1,10,5,200\n"
+                                    "2,10,3,50\n2,10,1,40\n")
+    (tmp_path / "i.csv").write_text("item,title\n10,A\n11,\n11,B again\n")
+    data = load_custom(tmp_path / "r.csv", tmp_path / "i.csv")
+    r = data.ratings.set_index(["user_id", "item_id"]).sort_index()
+    assert not r.index.duplicated().any() and len(r) == 3
+    assert r.loc[(1, 10), "raw_rating"] == 5 and r.loc[(2, 10), "raw_rating"] == 3  # the latest of each pair
+    assert data.info == {"duplicate_ratings_dropped": 2, "items_without_title": 1, "duplicate_item_rows_dropped": 1}
+    said = capsys.readouterr().out
+    assert "2 repeated (user, item) ratings" in said and "1 items without a title" in said
+    assert data.items.set_index("item_id").title[11] == "Item 11"  # not "Movie" outside MovieLens

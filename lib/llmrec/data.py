@@ -140,6 +140,15 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
         raise ValueError(f"{where}, column rating: {e}") from None
     ratings["raw_rating"] = raw
     ratings["timestamp"] = to_unix_seconds(ratings["timestamp"], f"{where}, column timestamp")
+    info, notes = dict(info or {}), []
+    # A user who rated an item twice: the latest rating stands (a re-rating replaces the first).
+    # Kept, both would let the test rating's item appear in its own history.
+    latest = ratings.reset_index(drop=True).sort_values("timestamp", kind="stable")
+    latest = latest[~latest.duplicated(["user_id", "item_id"], keep="last")].sort_index()
+    if len(latest) < len(ratings):
+        info["duplicate_ratings_dropped"] = len(ratings) - len(latest)
+        notes.append(f"{len(ratings) - len(latest):,} repeated (user, item) ratings: only each pair's latest is kept")
+    ratings = latest
     items = items.copy()
     if "year" not in items:
         items["year"] = pd.NA
@@ -149,8 +158,18 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
     items["genres"] = items["genres"].fillna("").astype(str).replace("(no genres listed)", "")
     items["title"] = items["title"].astype("string")
     no_title = items["title"].isna() | (items["title"].str.strip() == "")
-    items.loc[no_title, "title"] = "Movie " + items.loc[no_title, "item_id"].astype(str)
-    items = items.drop_duplicates("item_id").reset_index(drop=True)
+    if no_title.any():
+        info["items_without_title"] = int(no_title.sum())
+        notes.append(f"{int(no_title.sum()):,} items without a title: named by their id")
+    items.loc[no_title, "title"] = ("Movie " if name.startswith(("movielens", "ml-")) else "Item ") \
+        + items.loc[no_title, "item_id"].astype(str)
+    repeated = items.duplicated("item_id")
+    if repeated.any():
+        info["duplicate_item_rows_dropped"] = int(repeated.sum())
+        notes.append(f"{int(repeated.sum()):,} repeated item rows: each item's first row is kept")
+    items = items[~repeated].reset_index(drop=True)
+    if notes:
+        print(f"{where}: " + "; ".join(notes))
     unknown = ~ratings["item_id"].isin(items["item_id"])
     if unknown.any():
         raise ValueError(
@@ -159,7 +178,7 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
             f"table or drop those ratings")
     ratings = ratings[RATING_COLUMNS].reset_index(drop=True)
     extra = [c for c in items.columns if c not in ITEM_COLUMNS]
-    return RatingData(name, ratings, items[ITEM_COLUMNS + extra], source_sha256, info or {})
+    return RatingData(name, ratings, items[ITEM_COLUMNS + extra], source_sha256, info)
 
 
 # --------------------------------------------------------------------------- embedded data
