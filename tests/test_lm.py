@@ -180,7 +180,8 @@ def test_the_cache_key_fingerprints_every_frozen_weight(tiny):
     assert cache_mod.cache_key(lm, 2, enc, torch.float32) != before
 
 
-@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong count", "wrong shape"])
+@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong count", "wrong shape", "NaN state",
+                                    "manifest null", "manifest list"])
 def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
     lm = tiny["tiny-llama"]
     enc = encode(lm, format_prompts(lm, PROMPTS))
@@ -192,6 +193,10 @@ def test_a_damaged_cache_is_rebuilt_not_trusted(tiny, tmp_path, damage):
         (folder / "hidden.pt").write_bytes(b"")
     elif damage == "wrong count":
         torch.save(first[:-1], folder / "hidden.pt")
+    elif damage == "NaN state":  # the right shape, holding NaN
+        torch.save([h.clone().fill_(float("nan")) if i == 1 else h for i, h in enumerate(first)], folder / "hidden.pt")
+    elif damage.startswith("manifest"):
+        (folder / "manifest.json").write_text("null" if damage == "manifest null" else "[]")
     else:
         torch.save([h[:-1] for h in first], folder / "hidden.pt")
     again = cached_hidden(lm, 2, enc, name="t", folder=tmp_path, verbose=False)

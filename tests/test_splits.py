@@ -125,6 +125,12 @@ def test_cache_is_reused_rebuilt_on_new_parameters_and_on_corruption(isolated_ca
     assert len(rebuilt.examples) == len(first.examples)
     assert json.loads((folder / "manifest.json").read_text())["files"] == manifest["files"]
 
+    for broken in ("null", "[]"):  # a manifest that is not an object: rebuilt, not an AttributeError
+        (folder / "manifest.json").write_text(broken)
+        assert len(ensure_processed("movielens-small", history_len=2, max_users=20, verbose=False).examples) \
+            == len(first.examples)
+        assert json.loads((folder / "manifest.json").read_text())["files"] == manifest["files"]
+
     ensure_processed("movielens-small", history_len=3, max_users=20, verbose=False)
     assert len([f for f in (isolated_cache / "processed").iterdir()]) == 2
 

@@ -227,6 +227,8 @@ def _load_checked(path: Path, key: dict, encodings: list[list[int]], dim: int):
         return None
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"its manifest is not a JSON object (it holds {type(manifest).__name__})")
     if manifest.get("key") != key:
         raise ValueError("its manifest was made for other inputs")
     try:
@@ -244,6 +246,8 @@ def _load_checked(path: Path, key: dict, encodings: list[list[int]], dim: int):
                 or str(h.dtype) != key["dtype"]:
             raise ValueError(f"state {i} has shape {tuple(getattr(h, 'shape', ()))}, "
                              f"expected {(len(e), dim)} {key['dtype']}")
+        if not torch.isfinite(h).all():
+            raise ValueError(f"state {i} holds NaN or infinity")
     return hidden
 
 

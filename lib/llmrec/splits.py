@@ -218,6 +218,8 @@ def _read(folder: Path, params: dict) -> Processed | None:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if not isinstance(manifest, dict):  # `null` or `[]`: not a manifest this kit wrote
+        return None
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("params") != params:
         return None
     files = manifest.get("files", {})
