@@ -280,3 +280,20 @@ def test_a_repeated_rating_keeps_only_the_latest_and_says_so(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "2 repeated (user, item) ratings" in said and "1 items without a title" in said
     assert data.items.set_index("item_id").title[11] == "Item 11"  # not "Movie" outside MovieLens
+
+
+@pytest.mark.parametrize("ratings, message", [
+    ("user,item,rating,timestamp\n1,10,4,100\n,11,3,150\n", r"data row 2: the user is missing"),
+    ("user,item,rating,timestamp\n1,10,4,100\n1,11,3,\n1,12,5,964982703\n", r"data row 2: the time is missing"),
+    ("user,item,rating,timestamp\n1,10,4,100\n1,11,7,150\n", r"whole numbers 1–5; found 7 in data row 2"),
+    ("user,item,rating,timestamp\n1,10,4,100\n1,11,3.5,150\n", r"found 3.5 in data row 2.*scale='half_stars'"),
+    ("user;item;rating;timestamp\n1;10;4;100\n", r"separated but was read with sep=.*\"sep\": \";\""),
+    ("user\titem\trating\ttimestamp\n1\t10\t4\t100\n", r"looks tab-separated.*\"sep\": \"\\\\t\""),
+])
+def test_bad_rating_files_name_the_row_or_the_fix(tmp_path, ratings, message):
+    from llmrec.data import load_custom
+
+    (tmp_path / "r.csv").write_text(ratings)
+    (tmp_path / "i.csv").write_text("item,title\n10,A\n11,B\n12,C\n")
+    with pytest.raises((ValueError, KeyError), match=message):
+        load_custom(tmp_path / "r.csv", tmp_path / "i.csv")

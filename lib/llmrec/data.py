@@ -65,16 +65,26 @@ def to_rating_class(raw, scale: str = "stars") -> np.ndarray:
     """
     x = np.asarray(raw, dtype=float)
     if np.isnan(x).any():
-        raise ValueError("ratings contain missing values (NaN); drop or fill those rows first")
+        row = int(np.flatnonzero(np.isnan(x))[0])
+        raise ValueError(f"data row {row + 1}: the rating is missing (NaN); drop or fill those rows first")
+
+    def refuse(bad, rule):
+        rows = np.flatnonzero(bad)
+        raise ValueError(f"{rule}; found {x[rows[0]]:g} in data row {rows[0] + 1}"
+                         + (f" and {len(rows) - 1:,} more row(s) (e.g. {x[rows[1:4]].tolist()})" if len(rows) > 1 else "")
+                         + (" — the ratings look like half stars: pass scale='half_stars'"
+                            if scale == "stars" and (np.abs(x * 2 - np.round(x * 2)) < 1e-9).all()
+                            and x.min() >= 0.5 and x.max() <= 5 else ""))
+
     if scale == "half_stars":
         bad = (x < 0.5) | (x > 5) | (np.abs(x * 2 - np.round(x * 2)) > 1e-9)
         if bad.any():
-            raise ValueError(f"half-star ratings must be 0.5, 1.0, …, 5.0; found {x[bad][:5]}")
+            refuse(bad, "half-star ratings must be 0.5, 1.0, …, 5.0")
         return np.ceil(x - 1e-9).astype(np.int64)
     if scale == "stars":
         bad = (x < 1) | (x > 5) | (x != np.round(x))
         if bad.any():
-            raise ValueError(f"star ratings must be whole numbers 1–5; found {x[bad][:5]}")
+            refuse(bad, "star ratings must be whole numbers 1–5")
         return x.astype(np.int64)
     raise ValueError(f"unknown rating scale {scale!r}; use 'stars' (1–5) or 'half_stars' (0.5–5)")
 
@@ -86,6 +96,10 @@ def to_unix_seconds(values, where: str) -> np.ndarray:
     s = pd.Series(values).reset_index(drop=True)
     if pd.api.types.is_bool_dtype(s):
         raise ValueError(f"{where}: timestamps are true/false values, not times")
+    missing = s.isna() | (s.astype("string").str.strip() == "")
+    if missing.any():  # said first: an empty cell must not make a valid value of another row look wrong
+        row = int(np.flatnonzero(missing.to_numpy())[0])
+        raise ValueError(f"{where}, data row {row + 1}: the time is missing")
     if not pd.api.types.is_datetime64_any_dtype(s):
         numbers = pd.to_numeric(s, errors="coerce")
         if numbers.notna().all():
@@ -119,8 +133,16 @@ def _numbers(values, where: str) -> np.ndarray:
 def require_columns(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
+        found = [str(c) for c in df.columns]
+        other = next((sep for sep in (";", "\t", "|") if len(found) == 1 and sep in found[0]), None)
+        hint = ""
+        if other:
+            name = "tab" if other == "\t" else repr(other)
+            json_sep = '"\\t"' if other == "\t" else f'"{other}"'
+            hint = (f" The file looks {name}-separated but was read with sep=',': pass sep={other!r} "
+                    f"(in DATA_PATHS: \"sep\": {json_sep}).")
         raise KeyError(
-            f"{source}: missing column(s) {missing}; found {list(df.columns)}. "
+            f"{source}: missing column(s) {missing}; found {found}.{hint} "
             f"Rename the columns (or pass the column mapping) so that {list(columns)} exist.")
 
 
@@ -133,6 +155,13 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
     if ratings.empty:
         raise ValueError(f"{where}: the ratings table is empty")
     ratings = ratings.copy()
+    for col, what in (("user_id", "user"), ("item_id", "item")):
+        empty = ratings[col].isna().to_numpy() | (ratings[col].astype("string").str.strip() == "").to_numpy()
+        if empty.any():
+            row = int(np.flatnonzero(empty)[0])
+            raise ValueError(f"{where}, data row {row + 1}: the {what} is missing"
+                             + (f" (and in {int(empty.sum()) - 1:,} more rows)" if empty.sum() > 1 else "")
+                             + "; drop or fill those rows first")
     raw = _numbers(ratings["raw_rating"], f"{where}, column rating")
     try:
         ratings["rating"] = to_rating_class(raw, scale)
