@@ -236,3 +236,24 @@ def test_a_dict_parameter_that_is_not_json_is_named_with_the_form_to_use():
     with pytest.raises(PresetError, match=r"DATA_PATHS: 'ratings_path=r.csv' is a str; expected a dict.*"
                                           r"-p DATA_PATHS '\{\"key\": \"value\"\}'"):
         check_parameters("02_baselines", namespace)
+
+
+def test_a_preset_file_outside_presets_runs_and_one_named_like_a_shipped_preset_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from llmrec.course import PresetError, load_preset, run_course
+    from llmrec.paths import presets_dir, results_dir, runs_dir
+
+    copy = tmp_path / "laptop.yaml"
+    shutil.copy(presets_dir() / "smoke.yaml", copy)
+    with pytest.raises(PresetError, match="named like the shipped preset 'laptop'"):
+        run_course(str(copy), only=["00"])
+    mine = tmp_path / "zz-outside-presets.yaml"
+    shutil.copy(presets_dir() / "smoke.yaml", mine)
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))
+    try:
+        run_course(str(mine), only=["00"])  # 00 loads the preset by the name the runner gives it
+        assert load_preset("zz-outside-presets")["name"] == "zz-outside-presets"
+    finally:
+        for folder in (runs_dir("zz-outside-presets"), results_dir("zz-outside-presets")):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from .io import atomic_path
 from .paths import notebooks_dir, presets_dir, results_dir, runs_dir
 
 PRESET_PARAMETER = "PRESET"  # every notebook declares it; the runner always sets it
@@ -52,9 +53,15 @@ def list_presets() -> list[str]:
 
 
 def load_preset(name_or_path: str) -> dict:
+    """A shipped preset by name, or a preset file by path. A file preset run by the course runner
+    is found again by its name (as notebooks receive it) through the copy the runner keeps in
+    runs/<name>/preset.yaml."""
     path = Path(name_or_path)
+    name = path.stem
     if path.suffix not in (".yaml", ".yml"):
-        path = presets_dir() / f"{name_or_path}.yaml"
+        name, path = name_or_path, presets_dir() / f"{name_or_path}.yaml"
+        if not path.is_file() and (runs_dir(name_or_path) / "preset.yaml").is_file():
+            path = runs_dir(name_or_path) / "preset.yaml"
     if not path.is_file():
         raise PresetError(f"unknown preset {name_or_path!r}: {path} does not exist. "
                           f"Presets: {', '.join(list_presets())}")
@@ -83,7 +90,7 @@ def load_preset(name_or_path: str) -> dict:
     preset["common"] = preset.get("common") or {}
     preset["notebooks"] = preset.get("notebooks") or {}
     preset["requires_models"] = preset.get("requires_models") or []
-    preset["name"] = path.stem
+    preset["name"] = name
     preset["path"] = str(path)
     return preset
 
@@ -314,6 +321,10 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     from tqdm.auto import tqdm
 
     cfg = load_preset(preset)
+    shipped = presets_dir() / f"{cfg['name']}.yaml"
+    if shipped.is_file() and Path(cfg["path"]).resolve() != shipped.resolve():
+        raise PresetError(f"{cfg['path']} is named like the shipped preset {cfg['name']!r}: its runs and results "
+                          f"would mix with that preset's (runs/{cfg['name']}/). Rename the file.")
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
     if fresh:
@@ -323,6 +334,11 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                 shutil.rmtree(folder)
     preflight(cfg)
     out_dir = runs_dir(cfg["name"])
+    if not shipped.is_file() and Path(cfg["path"]).resolve() != (out_dir / "preset.yaml").resolve():
+        # the notebooks get the preset by its name: keep the file where load_preset finds it again
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "preset.yaml") as tmp:
+            shutil.copyfile(cfg["path"], tmp)
     executed = []
     bar = tqdm(notebooks, desc=f"course [{cfg['name']}]", unit="notebook")
     for nb in bar:
