@@ -183,3 +183,26 @@ def test_out_refuses_a_folder_of_the_users_before_any_work(tmp_path):
         site.build("smoke", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     assert site.main(["--preset", "smoke", "--out", str(tmp_path)]) == 1
+
+
+def test_a_notebook_killed_midway_is_not_published(tmp_path, monkeypatch):
+    # runs/<preset>/05 with 8 of its cells run (a SIGKILL): refused with the notebook and the fix
+    import shutil
+
+    import nbformat
+
+    from llmrec.course import list_notebooks
+
+    runs = tmp_path / "runs" / "killed"
+    runs.mkdir(parents=True)
+    for nb_path in list_notebooks():
+        nb = nbformat.read(nb_path, as_version=4)
+        for k, cell in enumerate(nb.cells):
+            done = not (nb_path.stem.startswith("05") and k >= 8)
+            cell.metadata["papermill"] = {"status": "completed" if done else "pending"}
+        nbformat.write(nb, runs / nb_path.name)
+    monkeypatch.setattr(site, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    with pytest.raises(site.SiteError, match=r"05_data_efficiency.ipynb did not finish .*--only 05"):
+        site.build("killed", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    shutil.rmtree(runs)

@@ -107,6 +107,13 @@ def static_widgets(nb):
     return nb
 
 
+def unfinished_cells(nb) -> list[int]:
+    """The positions of the code cells papermill did not record as completed (a run killed midway
+    leaves them "pending" or "running"; a failed one "failed"). Empty for a finished notebook."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            and c.metadata.get("papermill", {}).get("status") != "completed"]
+
+
 def _solution_summaries(nb):
     """Label each folded solution by its first line ('# Solution 2 (seconds): …' -> 'Solution 2')."""
     for cell in nb.cells:
@@ -304,9 +311,17 @@ class Site:
                 f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
                 f"outputs. Run the course first: python -m llmrec course --preset {self.preset} "
                 f"(make course PRESET={self.preset})")
-        for path in executed:
+        read = {path: nbformat.read(path, as_version=4) for path in executed}
+        for path, nb in read.items():  # every notebook checked before any page is made
+            unfinished = unfinished_cells(nb)
+            if unfinished:
+                raise SiteError(
+                    f"{path} did not finish ({len(unfinished)} of its cells never completed, the first "
+                    f"[{unfinished[0]}]; a run stopped or killed midway): the site shows only finished "
+                    f"runs. Run it again: python -m llmrec course --preset {self.preset} --only {path.stem[:2]}")
+        for path, nb in read.items():
             target = PurePosixPath(f"notebooks/{path.stem}.html")
-            self.notebooks[target] = nb = nbformat.read(path, as_version=4)
+            self.notebooks[target] = nb
             self.chapters.append(Page(path.relative_to(self.root), target, _title(nb) or path.stem,
                                       links_from=Path("notebooks"), kind="chapter"))
         home = Page(Path("README.md"), PurePosixPath("index.html"), "Home")
