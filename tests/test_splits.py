@@ -175,3 +175,27 @@ def test_processes_building_the_same_split_at_once_all_get_it(tmp_path):
     assert len(set(sizes)) == 1 and sizes[0] > 0
     leftovers = [p.name for p in tmp_path.rglob("*.part")] + [p.name for p in tmp_path.rglob("*.old")]
     assert leftovers == []
+
+
+def test_edited_ratings_give_another_content_id_and_subset_id(tmp_path, monkeypatch):
+    # the same files, the same rows, one rating edited in place: nothing stored may be reused
+    import shutil
+
+    from conftest import FIXTURES
+
+    from llmrec.efficiency import subset_id
+
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "mine"
+    shutil.copytree(FIXTURES / "custom", folder)
+    paths = {"ratings_path": str(folder / "ratings.tsv"), "items_path": str(folder / "items.csv"), "genre_sep": " "}
+    before = ensure_processed("custom", load_kwargs=paths, verbose=False)
+    lines = (folder / "ratings.tsv").read_text().splitlines()
+    user, item, rating, when = lines[-1].split("\t")
+    lines[-1] = "\t".join([user, item, "1" if rating != "1" else "5", when])
+    (folder / "ratings.tsv").write_text("\n".join(lines) + "\n")
+    after = ensure_processed("custom", load_kwargs=paths, verbose=False)
+    assert before.content_id != after.content_id
+    assert len(before.examples) == len(after.examples)
+    assert subset_id(before.examples) != subset_id(after.examples)
+    assert subset_id(before.examples) == subset_id(before.examples.copy())

@@ -347,6 +347,8 @@ def packed_point(lm, inputs, train_slots: pd.DataFrame, val_slots: pd.DataFrame,
 
 
 def subset_id(subset: pd.DataFrame) -> str:
-    """A short fingerprint of which rows a subset holds (stored with each point, so that a point
-    made from other rows is never reused)."""
-    return hashlib.sha256(np.asarray(subset.index, dtype=np.int64).tobytes()).hexdigest()[:16]
+    """A short fingerprint of a subset: which rows it holds and what they hold (stored with each
+    point, so that a point made from other rows — or from the same rows with edited ratings — is
+    never reused)."""
+    rows = pd.util.hash_pandas_object(subset, index=True).to_numpy()
+    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]

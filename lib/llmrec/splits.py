@@ -52,6 +52,16 @@ class Processed:
     manifest: dict
 
     @property
+    def content_id(self) -> str:
+        """A fingerprint of the split's content (its files' sha256): results recorded with it are
+        reused only for the same data — edited ratings with the same file names give another."""
+        files = self.manifest.get("files") or {}
+        if not files:  # not stored yet (a split built in memory): hash the tables themselves
+            files = {name: hashlib.sha256(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes()).hexdigest()
+                     for name, df in zip(_FILES, (self.ratings, self.items, self.examples))}
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
     def history_len(self) -> int:
         return self.manifest["params"]["history_len"]
 
