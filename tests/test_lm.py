@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 
 import numpy as np
@@ -392,3 +393,49 @@ def test_lm_and_cache_import_each_other_one_way_only():
     lib = repo_root() / "lib" / "llmrec"
     assert "lm" not in imports(lib / "cache.py", inside_functions=False)
     assert "cache" not in imports(lib / "lm.py", inside_functions=True)
+
+
+@pytest.mark.parametrize("name", ["tiny-t5", "tiny-llama", "tiny-bert"])
+def test_a_long_prompt_loses_its_oldest_history_never_the_question(tiny, name, synthetic, capsys):
+    """Long titles make prompts longer than the limit (and than MiniLM's 512 positions): the
+    oldest history lines go, the candidate and the question stay, and the count is said."""
+    from llmrec.lm import prompt_encodings
+    from llmrec.prompts import build_prompts
+
+    lm = tiny[name]
+    items = synthetic.items.copy()
+    items["title"] = [f"Film {i} " + "very " * 200 + "long" for i in range(len(items))]
+    long = dataclasses.replace(synthetic, items=items, source_sha256="long-titles")
+    p = build_processed(long, history_len=6)
+    ex = p.split("test")
+    full = encode(lm, format_prompts(lm, build_prompts(p, ex), None), max_length=100_000)
+    assert min(map(len, full)) > 1100  # the case: longer than the limit (and 512 positions)
+    enc = prompt_encodings(lm, p, ex, max_length=1024)
+    limit = 512 if name == "tiny-bert" else 1024
+    assert max(map(len, enc)) <= limit
+    said = capsys.readouterr().out
+    n_long = sum(len(e) > limit for e in full)
+    assert f"{n_long} of {len(ex)} prompts" in said and "oldest" in said
+    for ids in enc:
+        text = lm.tokenizer.decode(ids, skip_special_tokens=True).lower()
+        assert "answer with a single number from 1 to 5" in text
+        assert "how would this user rate" in text
+        if lm.family != "encoder":
+            assert text.rstrip().endswith("answer:") or "assistant" in text
+    # prompts that fit are left exactly as they were
+    p0 = build_processed(synthetic, history_len=6)
+    ex0 = p0.split("test")
+    assert prompt_encodings(lm, p0, ex0) == encode(lm, format_prompts(lm, build_prompts(p0, ex0), None),
+                                                   max_length=None)
+    if name == "tiny-bert":  # and the model runs on them (it crashed at 512 positions)
+        batch = collator_for(lm)([{"input_ids": e} for e in enc[:2]])
+        lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def test_demonstrations_too_long_for_the_model_are_refused_with_the_fix(tiny, synthetic):
+    from llmrec.lm import prompt_encodings
+
+    p = build_processed(synthetic, history_len=2)
+    demos = [("* \"Film\": 4\n" * 400, 4)]
+    with pytest.raises(ValueError, match="demonstrations"):
+        prompt_encodings(tiny["tiny-bert"], p, p.split("test"), demonstrations=demos)

@@ -292,11 +292,13 @@ def format_prompts(lm: LoadedLM, prompts: list[str],
     return [prefix + p + suffix for p in prompts]
 
 
-def encode(lm: LoadedLM, texts: list[str], max_length: int = 512) -> list[list[int]]:
-    """Token ids per text, unpadded (the collator pads each batch). Chat-formatted text already
-    holds its special tokens."""
+def encode(lm: LoadedLM, texts: list[str], max_length: int | None = 512) -> list[list[int]]:
+    """Token ids per text, unpadded (the collator pads each batch), cut from the right at
+    `max_length` (None: never; prompts are shortened by `prompt_encodings` instead). Chat-formatted
+    text already holds its special tokens."""
     chat = lm.family == "causal" and getattr(lm.tokenizer, "chat_template", None)
-    enc = lm.tokenizer(texts, add_special_tokens=not chat, truncation=True, max_length=max_length)
+    enc = lm.tokenizer(texts, add_special_tokens=not chat, truncation=max_length is not None,
+                       max_length=max_length)
     return enc["input_ids"]
 
 
@@ -458,8 +460,49 @@ def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool 
     """Token ids of the kit's prompt for each example, formatted for `lm`'s family."""
     from .prompts import build_prompts
 
-    prompts = build_prompts(processed, examples, history_genres=history_genres, extras=extras)
-    return encode(lm, format_prompts(lm, prompts, demonstrations), max_length=max_length)
+    limit = prompt_limit(lm, max_length)
+    kw = dict(history_genres=history_genres, extras=extras)
+    prompts = build_prompts(processed, examples, **kw)
+    enc = encode(lm, format_prompts(lm, prompts, demonstrations), max_length=None)
+    long = [i for i, ids in enumerate(enc) if len(ids) > limit]
+    if not long:
+        return enc
+    # Too long: drop the oldest history lines of that prompt (never its question, candidate or
+    # the demonstrations), keeping as many recent ones as fit — found by bisection.
+    sub = examples.iloc[long]
+    extras_sub = None if extras is None else [extras[i] for i in long]
+    n_hist = [int((h > 0).sum()) for h in processed.hist_items(sub)]
+
+    def one(j: int, n: int) -> list[int]:
+        p = build_prompts(processed, sub.iloc[[j]], history_genres=history_genres,
+                          extras=None if extras_sub is None else [extras_sub[j]], keep=[n])
+        return encode(lm, format_prompts(lm, p, demonstrations), max_length=None)[0]
+
+    dropped = 0
+    for j, i in enumerate(long):
+        if len(one(j, 0)) > limit:
+            raise ValueError(
+                f"a prompt does not fit in {limit} tokens even with no history line: its question"
+                f"{' and the ' + str(len(demonstrations)) + ' demonstrations' if demonstrations else ''}"
+                f" take {len(one(j, 0))} tokens. Use fewer demonstrations (or shorter ones: "
+                "history_genres=False), or a model with more positions.")
+        lo, hi = 0, n_hist[j]  # lo always fits, hi does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if len(one(j, mid)) <= limit else (lo, mid)
+        enc[i] = one(j, lo)
+        dropped += n_hist[j] - lo
+    print(f"{len(long)} of {len(enc)} prompts were longer than {limit} tokens: their oldest "
+          f"{dropped} history lines in all were left out (the candidate and the question kept).")
+    return enc
+
+
+def prompt_limit(lm: LoadedLM, max_length: int) -> int:
+    """The most tokens a prompt may have: `max_length`, or fewer where the model has fewer
+    positions (BERT-family encoders such as MiniLM: 512)."""
+    cfg = getattr(lm.model, "config", None)
+    positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return min(max_length, positions) if positions else max_length
 
 
 def demonstrations_for(processed, pool, k: int, seed: int, history_genres: bool = True,

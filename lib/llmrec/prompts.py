@@ -53,8 +53,9 @@ def build_prompt(history: list[tuple[str, str, int]], candidate: tuple[str, str]
 
 def build_prompts(processed, examples: pd.DataFrame,
                   template: PromptTemplate = DEFAULT_TEMPLATE, history_genres: bool = True,
-                  extras: list[str] | None = None) -> list[str]:
-    """Prompts for rows of `processed.examples` (any split); `extras`: one extra line each."""
+                  extras: list[str] | None = None, keep: list[int] | None = None) -> list[str]:
+    """Prompts for rows of `processed.examples` (any split); `extras`: one extra line each;
+    `keep`: how many of each row's most recent history items to show (None: all of them)."""
     items = processed.items.set_index("item_idx")
     titles = {i: item_title(t, y) for i, t, y in zip(items.index, items["title"], items["year"])}
     genres = {i: item_genres(g, template) for i, g in zip(items.index, items["genres"])}
@@ -62,9 +63,11 @@ def build_prompts(processed, examples: pd.DataFrame,
     hist_ratings = processed.hist_ratings(examples)
     prompts = []
     extras = extras if extras is not None else [""] * len(examples)
-    rows = zip(examples["item_idx"].to_numpy(), hist_items, hist_ratings, extras)
-    for cand, h_items, h_ratings, extra in rows:
+    keep = keep if keep is not None else [None] * len(examples)
+    rows = zip(examples["item_idx"].to_numpy(), hist_items, hist_ratings, extras, keep)
+    for cand, h_items, h_ratings, extra, n in rows:
         history = [(titles[i], genres[i], int(r)) for i, r in zip(h_items, h_ratings) if i > 0]
+        history = history[:n]  # most recent first
         prompts.append(build_prompt(history, (titles[cand], genres[cand]), template,
                                     history_genres, extra))
     return prompts
