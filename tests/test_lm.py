@@ -1,5 +1,6 @@
 import dataclasses
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -439,3 +440,51 @@ def test_demonstrations_too_long_for_the_model_are_refused_with_the_fix(tiny, sy
     demos = [("* \"Film\": 4\n" * 400, 4)]
     with pytest.raises(ValueError, match="demonstrations"):
         prompt_encodings(tiny["tiny-bert"], p, p.split("test"), demonstrations=demos)
+
+
+def test_a_converted_model_folder_that_does_not_match_its_source_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """models/smollm2-135m holding another model loaded it under SmolLM2's name; a truncated
+    model.safetensors failed on every run until deleted by hand. Both are now rebuilt."""
+    import llmrec.lm as lm_mod
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    gguf = package / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 100)
+    monkeypatch.setattr(lm_mod, "locate_packaged_model", lambda alias: package)
+    monkeypatch.setenv("LLMREC_MODEL_DIR", str(tmp_path / "models"))
+    made = []
+
+    def fake_convert(source, file, out):  # the tiny Llama stands in for the 30-second conversion
+        made.append(file)
+        tiny = load_lm("tiny-llama", seed=len(made))
+        tiny.model.save_pretrained(out)
+        tiny.tokenizer.save_pretrained(out)
+
+    monkeypatch.setattr(lm_mod, "_convert_gguf", fake_convert)
+    folder = lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 1 and (folder / "model.safetensors").is_file()
+    assert lm_mod.packaged_model_folder("smollm2-135m") == folder and len(made) == 1  # reused
+
+    # another model copied over it (no record of what it was made from)
+    for p in folder.iterdir():
+        p.unlink()
+    other = load_lm("tiny-bert")
+    other.model.save_pretrained(folder)
+    capsys.readouterr()
+    lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 2 and "not converted by the kit" in capsys.readouterr().out
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "llama"
+
+    # a model file cut short
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 3 and "model.safetensors with 1000 bytes" in capsys.readouterr().out
+    from safetensors.torch import load_file
+    assert load_file(weights)  # whole again
+
+    # a new version of the package (another GGUF file size)
+    gguf.write_bytes(b"GGUF" + b"\0" * 200)
+    lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 4 and "was made from" in capsys.readouterr().out

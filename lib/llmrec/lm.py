@@ -125,29 +125,70 @@ def model_cache_dir() -> Path:
     return Path(os.environ.get("LLMREC_MODEL_DIR") or repo_root() / "models")
 
 
+MADE_FROM = "llmrec-made-from.json"  # in a converted folder: what it was made from, and its files
+
+
 def packaged_model_folder(alias: str) -> Path:
     """A folder that from_pretrained loads offline. The GGUF model is converted once: transformers
     refuses save_pretrained on a GGUF-loaded model, so the weights go into a fresh model built
-    from the same config, and that is saved (reloads in seconds instead of half a minute)."""
+    from the same config, and that is saved (reloads in seconds instead of half a minute).
+
+    The folder records what it was made from (package, version, the GGUF file's size) and the
+    size of every file it wrote; one that does not match — another model copied there, a file
+    cut short by a full disk or a killed copy, a new version of the package — is rebuilt."""
     source = locate_packaged_model(alias)
     info = PACKAGED_MODELS[alias]
     if not info["file"].endswith(".gguf"):
         return source
     target = model_cache_dir() / alias
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    made_from = {"package": info["package"], "version": info["version"], "file": info["file"],
+                 "size": (source / info["file"]).stat().st_size}
+    why = _converted_mismatch(target, made_from)
+    if why is None:
         return target
+    if target.exists():
+        print(f"{target} {why}: converting it again")
+    print(f"Converting {info['file']} to a transformers folder in {target} (once, ~30 s)…")
+    with atomic_dir(target, shared=True) as tmp:  # the same package converts to the same folder
+        _convert_gguf(source, info["file"], tmp)
+        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MADE_FROM).write_text(json.dumps({"made_from": made_from, "files": files},
+                                                indent=2) + "\n")
+    return target
+
+
+def _convert_gguf(source: Path, file: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"Converting {info['file']} to a transformers folder in {target} (once, ~30 s)…")
-    gguf = {"gguf_file": info["file"]}
+    gguf = {"gguf_file": file}
     tok = AutoTokenizer.from_pretrained(source, **gguf)
     loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
     fresh = AutoModelForCausalLM.from_config(loaded.config)
     fresh.load_state_dict(loaded.state_dict())
-    with atomic_dir(target, shared=True) as tmp:  # the same package converts to the same folder
-        fresh.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    return target
+    fresh.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _converted_mismatch(folder: Path, made_from: dict) -> str | None:
+    """Why `folder` is not the conversion of `made_from` (None: it is)."""
+    if not folder.is_dir():
+        return "does not exist"
+    try:
+        record = json.loads((folder / MADE_FROM).read_text())
+        files = dict(record["files"])
+        recorded = dict(record["made_from"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return f"has no readable {MADE_FROM} (it was not converted by the kit, or not finished)"
+    if recorded != made_from:
+        return f"was made from {recorded}, not from {made_from}"
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != size:
+            got = path.stat().st_size if path.is_file() else "missing"
+            return f"holds {name} with {got} bytes where the conversion wrote {size}"
+    if "model.safetensors" not in files or "config.json" not in files:
+        return "lacks model.safetensors or config.json"
+    return None
 
 
 def _family_of(config) -> str:
