@@ -488,3 +488,28 @@ def test_a_converted_model_folder_that_does_not_match_its_source_is_rebuilt(tmp_
     gguf.write_bytes(b"GGUF" + b"\0" * 200)
     lm_mod.packaged_model_folder("smollm2-135m")
     assert len(made) == 4 and "was made from" in capsys.readouterr().out
+
+
+def test_a_model_folder_is_found_from_the_kit_root_and_an_empty_one_is_explained(monkeypatch, tmp_path):
+    """MODEL = an empty folder said 'Should have a model_type key in its config.json' (there is
+    none); a folder named relative to the kit's root, or without './', was 'nor a local folder'
+    for a notebook, whose working directory is notebooks/."""
+    import llmrec.lm as lm_mod
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(lm_mod, "repo_root", lambda: tmp_path)
+    saved = tmp_path / "my-models" / "tiny"
+    tiny = load_lm("tiny-bert")
+    tiny.model.save_pretrained(saved)
+    tiny.tokenizer.save_pretrained(saved)
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_lm("my-models/tiny").family == "encoder"  # relative to the kit's root
+    monkeypatch.chdir(tmp_path)
+    assert load_lm("my-models/tiny").family == "encoder"  # relative to here, without './'
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"empty has no config.json.*notes.txt.*save_pretrained"):
+        load_lm("./empty")

@@ -229,6 +229,16 @@ OFFLINE_ADVICE = ("Offline, use the packaged models smollm2-135m or minilm-l6 (`
                   "folder as the model name.")
 
 
+def local_model_folder(name: str) -> Path | None:
+    """The folder `name` names, relative to here or to the kit's root (a notebook runs in
+    notebooks/, so a folder given from the root is found too); None when there is none."""
+    path = Path(name).expanduser()
+    for candidate in [path] if path.is_absolute() else [path, repo_root() / path]:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
 def check_model(name: str) -> dict:
     """Where `name` would load from, checked in seconds and before any other work: a tiny model,
     an installed packaged model, an existing folder, or a hub id that is in the local cache or
@@ -238,11 +248,19 @@ def check_model(name: str) -> dict:
     if name in PACKAGED_MODELS:
         locate_packaged_model(name)  # raises with the install command
         return {"source": name, "local_only": True}
-    looks_local = name.startswith((".", "/", "~")) or os.sep in name and Path(name).exists()
-    if looks_local:
-        if not Path(name).expanduser().is_dir():
-            raise FileNotFoundError(f"model folder {name} does not exist")
-        return {"source": str(Path(name).expanduser()), "local_only": True}
+    folder = local_model_folder(name)
+    if folder is not None:
+        if not (folder / "config.json").is_file():
+            held = sorted(p.name for p in folder.iterdir())[:8]
+            raise FileNotFoundError(
+                f"model folder {folder} has no config.json (it holds: "
+                f"{', '.join(held) or 'nothing'}), so it is not a transformers model folder. Give "
+                "a folder that save_pretrained wrote (config.json, the weights and the tokenizer "
+                "files), or a hub id.")
+        return {"source": str(folder), "local_only": True}
+    if name.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"model folder {name} does not exist (looked in {Path.cwd()} and "
+                                f"in the kit's root {repo_root()})")
     source = HUB_ALIASES.get(name, name)
     if _in_hub_cache(source):
         return {"source": source, "local_only": not hub_reachable()}
