@@ -1,3 +1,6 @@
+import errno
+import shutil
+
 import pytest
 
 from llmrec.io import atomic_dir, atomic_path
@@ -88,3 +91,28 @@ def test_a_shared_folder_another_process_installed_first_is_kept_not_a_crash(tmp
         (tmp / "data").write_text("new")
         (path / "data").write_text("appeared")
     assert (path / "data").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["split-abc123"]
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"),  # torch.save
+    OSError(errno.ENOSPC, "No space left on device"),
+])
+@pytest.mark.parametrize("writer", ["atomic_dir", "atomic_path"])
+def test_a_full_disk_is_said_with_the_folder_and_the_fix(tmp_path, monkeypatch, failure, writer):
+    """A full disk while writing a cache gave torch's 'unexpected pos' without a word about disk."""
+    import llmrec.io as io_mod
+
+    monkeypatch.setattr(io_mod.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    target = tmp_path / "cache" / "key"
+    with pytest.raises(OSError, match=r"disk holding .*cache is full.*LLMREC_DATA_DIR") as e:
+        with getattr(io_mod, writer)(target) as tmp:
+            (tmp / "part" if writer == "atomic_dir" else tmp).write_bytes(b"x")
+            raise failure
+    assert e.value.errno == errno.ENOSPC and e.value.__cause__ is failure
+    assert not target.exists() and list((tmp_path / "cache").iterdir()) == []  # no partial file left
+
+
+def test_another_error_with_room_on_the_disk_is_not_called_a_full_disk(tmp_path):
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        with atomic_dir(tmp_path / "x"):
+            raise RuntimeError("unexpected pos 64 vs 0")

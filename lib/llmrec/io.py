@@ -44,6 +44,43 @@ def _umask() -> int:
     return mask
 
 
+FULL_BELOW = 16 << 20  # bytes free under which a failed write is blamed on a full disk
+
+
+class DiskFullError(OSError):
+    """A write that failed because the disk is full: names the folder and the fix."""
+
+
+@contextlib.contextmanager
+def _say_a_full_disk(path: Path, partial: Path) -> Iterator[None]:
+    """Re-raise a failed write as DiskFullError when the disk is full: torch.save then says only
+    "[enforce fail at inline_container.cc] unexpected pos", parquet and safetensors other things.
+    Asked before the partial file is removed, while it still fills the disk."""
+    try:
+        yield
+    except Exception as e:
+        chain, seen = [], e
+        while seen is not None and len(chain) < 8:
+            chain.append(seen)
+            seen = seen.__cause__ or seen.__context__
+        nospace = any(isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT) for x in chain)
+        try:
+            free = shutil.disk_usage(partial if partial.exists() else path.parent).free
+        except OSError:
+            free = None
+        if not (nospace or free is not None and free < FULL_BELOW):
+            raise
+        inside_cache = path.resolve().is_relative_to(cache_dir().resolve())
+        where = ("or set LLMREC_DATA_DIR to a folder on a disk with room (the data cache is "
+                 f"{cache_dir()})" if inside_cache else
+                 "or set LLMREC_DATA_DIR to a folder on a disk with room if it is the data cache")
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"the disk holding {path.parent} is full ({'?' if free is None else free >> 20} MB "
+            f"free) while writing {path.name}; nothing was kept of it. Free space there, {where}, "
+            "then run again.") from e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
@@ -54,7 +91,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600: give what open() would have
     try:
-        yield tmp
+        with _say_a_full_disk(path, tmp):
+            yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -74,7 +112,8 @@ def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give what mkdir() would have
     stale = path.exists()  # there before this build: to be replaced (a damaged or outdated folder)
     try:
-        yield tmp
+        with _say_a_full_disk(path, tmp):
+            yield tmp
         for attempt in range(5):
             if path.exists() and (attempt == 0 and stale or not shared):
                 trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
