@@ -91,3 +91,28 @@ def test_course_and_test_without_make(tmp_path, monkeypatch):
     done = _python("test", "-p", "no:cacheprovider", "-q", "tests/test_io.py")
     assert done.returncode == 0, done.stdout[-2000:]
     assert re.search(r"\d+ passed", done.stdout)
+
+
+def test_an_unknown_preset_is_one_line_not_a_traceback(capsys):
+    assert main(["course", "--preset", "no-such-preset"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown preset 'no-such-preset'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    """Ctrl-C printed 25 lines of KeyboardInterrupt from the runner and again from the CLI."""
+    import llmrec.__main__ as cli
+    import llmrec.course as course
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(course, "run_course", interrupted)
+    assert course.main(["--preset", "smoke"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err
+    monkeypatch.setattr(cli, "_run", interrupted)
+    assert main(["report"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err

@@ -84,13 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, options included
         return _run("-m", "pytest", *[a for a in argv[1:] if a != "--"])
     args = parser.parse_args(argv)
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        print(f"interrupted: python -m llmrec {args.command}", file=sys.stderr)
+        return 130
 
+
+def _command(args) -> int:
     if args.command == "setup":
         return setup(args.check)
     if args.command == "course":
-        from .course import load_preset
+        from .course import PresetError, load_preset
 
-        if load_preset(args.preset).get("requires_models") and setup():
+        try:
+            preset = load_preset(args.preset)
+        except PresetError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if preset.get("requires_models") and setup():
             return 1
         extra = [a for o in args.only or [] for a in ("--only", o)]
         return _run("-m", "llmrec.course", "--preset", args.preset, *extra,

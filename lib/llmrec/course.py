@@ -382,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     except (PresetError, NotebookFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: notebooks that finished are kept in runs/; rerun the same command to "
+              f"go on", file=sys.stderr)
+        return 130
     return 0
 
 
