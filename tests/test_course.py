@@ -257,3 +257,18 @@ def test_a_preset_file_outside_presets_runs_and_one_named_like_a_shipped_preset_
     finally:
         for folder in (runs_dir("zz-outside-presets"), results_dir("zz-outside-presets")):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_notebooks_set_up_cell_checks_its_results_folder_before_the_work(tmp_path, monkeypatch):
+    """Run directly with papermill (no runner), a notebook failed only in its last cell, after
+    all the work, when results/ could not be written."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setattr(course, "results_dir", lambda preset: blocked / "results" / preset)
+    declared = course.notebook_parameters(course.notebooks_dir() / "02_baselines.ipynb")
+    namespace = {name: eval(p["default"]) for name, p in declared.items()}
+    namespace["PRESET"] = "smoke"
+    with pytest.raises(PresetError, match=r"a-file/results/smoke cannot be written"):
+        course.check_parameters("02_baselines", namespace)
+    monkeypatch.undo()
+    course.check_parameters("02_baselines", namespace)  # and a writable one passes

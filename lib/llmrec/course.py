@@ -23,6 +23,7 @@ the name, so a typo never silently runs the defaults.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -210,6 +211,27 @@ def check_parameters(notebook: str, namespace: dict) -> None:
                               {k: namespace[k] for k in declared if k in namespace})
     if errors:
         raise PresetError("bad parameter value(s):\n  - " + "\n  - ".join(errors))
+    blocked = unwritable_folders(str(namespace.get(PRESET_PARAMETER, "laptop")))
+    if blocked:
+        raise PresetError("\n  - ".join(blocked))
+
+
+def unwritable_folders(preset: str) -> list[str]:
+    """What a run of `preset` writes to (runs/<preset>/, results/<preset>/) and cannot: checked
+    before the work, by the runner and by each notebook's set-up cell (a notebook run directly
+    with papermill failed only in its last cell, after all the work)."""
+    errors = []
+    for folder in (runs_dir(preset), results_dir(preset)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            writable = os.access(folder, os.W_OK)
+        except OSError:
+            writable = False
+        if not writable:
+            errors.append(f"{folder} cannot be written: the run records its notebooks and "
+                          f"results there. Make it writable, or run from a writable copy of "
+                          f"the kit")
+    return errors
 
 
 def resolve_parameters(preset: dict, notebooks: list[Path]) -> dict[str, dict]:
@@ -264,8 +286,6 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
 def preflight(cfg: dict) -> None:
     """Before any notebook runs: the preset's packaged models are installed, and the folders
     the run writes to (runs/, results/) can be written. Raises PresetError saying what to do."""
-    import os
-
     from . import system
 
     errors = []
@@ -274,16 +294,7 @@ def preflight(cfg: dict) -> None:
             system.locate_packaged_model(alias)
         except (FileNotFoundError, ValueError) as e:
             errors.append(str(e))
-    for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            writable = os.access(folder, os.W_OK)
-        except OSError:
-            writable = False
-        if not writable:
-            errors.append(f"{folder} cannot be written: the run records its notebooks and "
-                          f"results there. Make it writable, or run from a writable copy of "
-                          f"the kit")
+    errors += unwritable_folders(cfg["name"])
     if errors:
         raise PresetError(f"preset {cfg['name']!r} cannot run yet:\n  - " + "\n  - ".join(errors))
 
