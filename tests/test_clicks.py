@@ -393,3 +393,16 @@ def test_training_samples_refuse_impressions_with_nothing_to_learn():
                         "history": [[]], "candidates": [["a", "b"]], "labels": [[0, 0]]})
     with pytest.raises(ValueError, match="no training samples.*clicked and an unclicked"):
         training_samples(imp)
+
+
+def test_a_news_file_cut_at_a_line_end_is_said_to_look_truncated(tmp_path):
+    """A news.tsv cut at a line end loaded 0 users, and 06 then asked for the train folder that
+    it had been given."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    source = FIXTURES / "mind" / "train"
+    (folder / "behaviors.tsv").write_text((source / "behaviors.tsv").read_text())
+    lines = (source / "news.tsv").read_text().splitlines(keepends=True)
+    (folder / "news.tsv").write_text("".join(lines[:2]))
+    with pytest.raises(ValueError, match=r"news.tsv looks truncated.*none of the 4 impressions"):
+        load_mind({"train": folder})

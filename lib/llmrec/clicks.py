@@ -188,6 +188,18 @@ def load_mind(folders: dict[str, str | Path], name: str = "mind") -> ClickData:
     items = pd.concat(news).drop_duplicates("item_id").reset_index(drop=True)
     impressions, skipped = _drop_unknown(pd.concat(behaviors, ignore_index=True),
                                          set(items["item_id"]))
+    for (split, folder), b in zip(folders.items(), behaviors):
+        labelled = b[b["labels"].notna()]
+        if len(labelled) and not (impressions["split"] == split).any():
+            known = set(items["item_id"])
+            ids = [i for c in labelled["candidates"] for i in c]
+            missing = sum(i not in known for i in ids)
+            raise ValueError(
+                f"{Path(folder) / 'news.tsv'} looks truncated (or belongs to another MIND folder): "
+                f"none of the {len(labelled)} impressions of {Path(folder) / 'behaviors.tsv'} "
+                f"keeps both a click and a non-click among news it knows: {missing} of their {len(ids)} candidate ids are "
+                f"not among its {len(news[list(folders).index(split)])} news. Unpack the "
+                "official zip again (or run download_mind) and rerun.")
     return ClickData(name, "news article", ["title", "abstract", "category", "subcategory"],
                      items, impressions, skipped, source="-".join(d[:12] for d in digests))
 
