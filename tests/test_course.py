@@ -1,5 +1,7 @@
 import ast
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -272,3 +274,29 @@ def test_a_notebooks_set_up_cell_checks_its_results_folder_before_the_work(tmp_p
         course.check_parameters("02_baselines", namespace)
     monkeypatch.undo()
     course.check_parameters("02_baselines", namespace)  # and a writable one passes
+
+
+def test_no_run_leaves_files_in_tmp(tmp_path, monkeypatch):
+    """Every run left an empty torchinductor_<user> in /tmp (torch._dynamo makes it on import,
+    which transformers triggers), and a killed run its kernel's tmp*.json connection file."""
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), LLMREC_DATA_DIR=str(tmp_path / "cache"))
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    subprocess.run([sys.executable, "-c", "import llmrec.lm; import torch._dynamo"], env=env,
+                   check=True)
+    assert list(tmp.iterdir()) == []
+    assert (tmp_path / "cache" / "tmp" / "torchinductor").is_dir()
+
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))
+    km = course.kernel_manager_class()(kernel_name="python3")
+    km.write_connection_file()
+    assert Path(km.connection_file).parent == tmp_path / "cache" / "tmp" / "kernels"
+    dead = Path(km.connection_file).parent / "kernel-999999999-0.json"  # a killed run's
+    dead.write_text("{}")
+    course.remove_stale_kernel_files()
+    assert not dead.exists() and Path(km.connection_file).exists()  # this process's stays
+    km.cleanup_connection_file()

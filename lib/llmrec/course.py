@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from .io import atomic_path
-from .paths import notebooks_dir, presets_dir, results_dir, runs_dir
+from .paths import notebooks_dir, presets_dir, results_dir, runs_dir, scratch_dir
 
 PRESET_PARAMETER = "PRESET"  # every notebook declares it; the runner always sets it
 
@@ -313,12 +313,49 @@ def _record_wall_time(stem: str, preset: str, seconds: float) -> None:
         write_json(path, record)
 
 
+def kernels_dir() -> Path:
+    return scratch_dir() / "kernels"
+
+
+def kernel_manager_class():
+    """nbclient's kernel manager, writing the kernel's connection file in kernels_dir() under a
+    name that carries this process's id (jupyter_client puts it in /tmp as tmp*.json, where a
+    killed run leaves it), so that the next run can tell a dead run's file and remove it."""
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KitKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            folder = kernels_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("connection_file",
+                              str(folder / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"))
+            super().__init__(**kwargs)
+
+    return KitKernelManager
+
+
+def remove_stale_kernel_files() -> None:
+    """Connection files of runs that were killed (their process is gone)."""
+    for path in kernels_dir().glob("kernel-*-*.json"):
+        try:
+            pid = int(path.name.split("-")[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
 def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> None:
     import papermill as pm
 
     pm.execute_notebook(str(notebook), str(out), parameters=parameters,
                         cwd=str(notebooks_dir()), progress_bar=False, log_output=log_output,
-                        kernel_name="python3")
+                        kernel_name="python3", kernel_manager_class=kernel_manager_class())
 
 
 def run_course(preset: str = "laptop", only: list[str] | None = None,
@@ -344,6 +381,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                 print(f"fresh run: removing {folder}")
                 shutil.rmtree(folder)
     preflight(cfg)
+    remove_stale_kernel_files()
     out_dir = runs_dir(cfg["name"])
     if not shipped.is_file() and Path(cfg["path"]).resolve() != (out_dir / "preset.yaml").resolve():
         # the notebooks get the preset by its name: keep the file where load_preset finds it again

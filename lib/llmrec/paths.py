@@ -35,6 +35,12 @@ def cache_dir() -> Path:
     return data_dir()
 
 
+def scratch_dir() -> Path:
+    """The kit's own scratch space (the compiler cache torch makes on import, the kernels'
+    connection files): inside the data cache, never loose in /tmp."""
+    return cache_dir() / "tmp"
+
+
 def raw_dir() -> Path:
     return cache_dir() / "raw"
 
