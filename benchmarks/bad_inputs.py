@@ -128,6 +128,50 @@ def main() -> None:
     case("ClickData repr of an empty behaviors file (was a crash)", lambda: _empty_mind(tmp))
     case("a corrupt layer cache hidden.pt (was a crash on every rerun)",
          lambda: _corrupt_cache(tmp))
+    # ---- the rows of "your data and your files, safe"
+    case("`student --out DIR`, DIR holding notes.txt (was deleted)", lambda: _out_folder(tmp, "student"))
+    case("`site --out data` (was: the embedded data deleted)", lambda: _site_out_data())
+    case("site from a run killed mid-notebook (was published without its figures)",
+         lambda: _unfinished_site(tmp))
+    case("6 processes build one split on an empty cache (was: Directory not empty)",
+         lambda: _race(tmp))
+    case("ratings edited in place, same rows (was: 02's old table reused)", lambda: _edited_in_place(tmp))
+    case("a repeated (user, item) rating (was: the test item in its own history)",
+         lambda: _repeated(tmp))
+    case("items without a title, outside MovieLens (was: 'Movie i0')", lambda: _untitled(tmp))
+    case("prompts longer than 512 positions, MiniLM (was: a 175-line crash)", lambda: _long_prompts())
+    case("models/smollm2-135m holding another model (was: loaded under SmolLM2's name)",
+         lambda: _converted(tmp, "other"))
+    case("models/smollm2-135m with model.safetensors cut short (was: fails every run)",
+         lambda: _converted(tmp, "cut"))
+    case("a layer cache of the right shape holding NaN (was: used)", lambda: _nan_cache(tmp))
+    case("README's `-p DATA_PATHS '{\"ratings_path\": …}'` as papermill passes it (was refused)",
+         lambda: _papermill_dict())
+    case("a valid preset file outside presets/ (was: 00 'unknown preset')",
+         lambda: _outside_preset(course, tmp, smoke))
+    case("a split manifest.json that is `null` (was: AttributeError every rerun)",
+         lambda: _null_manifest(tmp))
+    for label, content, kw in [
+        ("an empty user cell (was: TypeError '<' float and str)", b"user,item,rating,timestamp\n1,a,4,1\n,b,3,2\n", {}),
+        ("an empty timestamp cell (was: a valid row blamed)", b"user,item,rating,timestamp\n1,a,4,1\n2,b,3,\n", {}),
+        ("a ';'-separated file named .csv (was: 'Rename the columns')", b"user;item;rating;timestamp\n1;a;4;1\n", {}),
+        ("a rating 7 on a 1-5 scale (was: refused without the row)", b"user,item,rating,timestamp\n1,a,4,1\n2,b,7,2\n", {}),
+    ]:
+        case(f"load_custom: {label}", lambda c=content, n=label[:6]: data.load_custom(
+            ratings_file(f"bad-{abs(hash(n))}.csv", c), items))
+    case("MODEL = an empty folder (was: 'Should have a model_type key')", lambda: _empty_model(tmp))
+    case("MODEL = a folder named from the kit's root, from notebooks/ (was: 'nor a local folder')",
+         lambda: _relative_model(tmp))
+    case("a full disk while writing a layer cache (was: 'unexpected pos')", lambda: _full_disk(tmp))
+    case("`python -m llmrec course --preset nope` (was: a traceback, then the error)",
+         lambda: _cli_lines(["course", "--preset", "nope"]))
+    case("Ctrl-C during a notebook (was: 25 lines of KeyboardInterrupt)", lambda: _ctrl_c())
+    case("papermill 02 directly, results/ not writable (was: fails in its last cell)",
+         lambda: _papermill_blocked(tmp))
+    case("MIND news.tsv cut at a line end (was: 'give a MIND train folder as train')",
+         lambda: _cut_news(tmp))
+    case("what a smoke run of 00 leaves in the temp folder (was: torchinductor_<user>, tmp*.json)",
+         lambda: _tmp_leftovers(tmp))
     OUT.mkdir(parents=True, exist_ok=True)
     md = "\n".join(["| bad input | what it gets now | seconds |", "|---|---|---|"] + [
         f"| {r['bad input']} | {r['what it gets now'].replace('|', '/')} | {r['seconds']:.1f} |"
@@ -219,6 +263,288 @@ def _corrupt_cache(tmp):
     (folder,) = (tmp / "lc").iterdir()
     (folder / "hidden.pt").write_bytes(b"garbage")
     return f"rebuilt: {len(cached_hidden(lm, 2, enc, name='c', folder=tmp / 'lc', verbose=False))} states"
+
+
+def _out_folder(tmp, tool):
+    from llmrec import student
+
+    out = tmp / "mine"
+    out.mkdir(exist_ok=True)
+    (out / "notes.txt").write_text("my notes")
+    try:
+        student.build(out)
+    finally:
+        assert (out / "notes.txt").read_text() == "my notes"
+
+
+def _site_out_data():
+    from llmrec import site
+
+    before = sorted(p.name for p in (ROOT / "data").iterdir())
+    try:
+        site.build("smoke", ROOT / "data")
+    finally:
+        assert sorted(p.name for p in (ROOT / "data").iterdir()) == before
+
+
+def _unfinished_site(tmp):
+    import shutil
+
+    import nbformat
+    from llmrec import site
+    from llmrec.paths import runs_dir
+
+    done = sorted(runs_dir("smoke").glob("0*.ipynb"))
+    if not done:
+        return "skipped: needs a smoke run (python -m llmrec.course --preset smoke)"
+    victim = done[-1]
+    saved = tmp / "saved.ipynb"
+    shutil.copyfile(victim, saved)
+    nb = nbformat.read(saved, as_version=4)
+    for cell in nb.cells[len(nb.cells) // 2:]:  # what a SIGKILL leaves: later cells never ran
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            cell.metadata.setdefault("papermill", {})["status"] = "pending"
+    nbformat.write(nb, victim)
+    try:
+        site.build("smoke", tmp / "site")
+    finally:
+        shutil.copyfile(saved, victim)
+
+
+def _race(tmp):
+    code = ("from llmrec.splits import ensure_processed; "
+            "print(len(ensure_processed('movielens-small', verbose=False).ratings))")
+    env = dict(os.environ, LLMREC_DATA_DIR=str(tmp / "race"))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate() for p in procs]
+    failed = [e.strip().splitlines()[-1] for (o, e), p in zip(outs, procs) if p.returncode]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of 6 failed: {failed[0]}")
+    return f"all 6 got the split ({outs[0][0].strip().splitlines()[-1]} ratings)"
+
+
+def _custom_files(tmp, name, rows):
+    pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]).to_csv(tmp / f"{name}.csv", index=False)
+    items = sorted({r[1] for r in rows})
+    pd.DataFrame({"item": items, "title": [f"T{i}" for i in items]}).to_csv(tmp / f"{name}-i.csv", index=False)
+    return {"ratings_path": str(tmp / f"{name}.csv"), "items_path": str(tmp / f"{name}-i.csv")}
+
+
+def _edited_in_place(tmp):
+    from llmrec.splits import ensure_processed
+
+    rows = [(u, i, 1 + (u + i) % 5, 100 * i) for u in range(6) for i in range(5)]
+    paths = _custom_files(tmp, "inplace", rows)
+    first = ensure_processed("custom", load_kwargs=paths, verbose=False).content_id
+    rows[0] = (0, 0, 5 if rows[0][2] != 5 else 1, 0)
+    _custom_files(tmp, "inplace", rows)
+    second = ensure_processed("custom", load_kwargs=paths, verbose=False).content_id
+    return f"DATA_ID {first[:8]} -> {second[:8]}: 02's table and 05's points are not reused"
+
+
+def _repeated(tmp):
+    from llmrec import data
+
+    rows = [(0, 1, 4, 10), (0, 2, 3, 20), (0, 1, 2, 30), (1, 1, 5, 5), (1, 2, 4, 6)]
+    paths = _custom_files(tmp, "dup", rows)
+    loaded = data.load_custom(paths["ratings_path"], paths["items_path"])
+    return f"{len(loaded.ratings)} of 5 rows kept; info: {loaded.info.get('duplicate_ratings_dropped')} dropped"
+
+
+def _untitled(tmp):
+    from llmrec import data
+
+    (tmp / "u.csv").write_text("user,item,rating,timestamp\n1,a,4,1\n1,b,3,2\n")
+    (tmp / "u-i.csv").write_text("item,title\na,\nb,Bee\n")
+    return str(sorted(data.load_custom(tmp / "u.csv", tmp / "u-i.csv").items["title"]))
+
+
+def _long_prompts():
+    import dataclasses
+    import io
+    from contextlib import redirect_stdout
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_rating_data
+    from llmrec.lm import load_lm, prompt_encodings
+    from llmrec.splits import build_processed
+
+    d = make_rating_data()
+    items = d.items.assign(title=[f"Film {i} " + "very " * 200 for i in range(len(d.items))])
+    p = build_processed(dataclasses.replace(d, items=items, source_sha256="long"), history_len=6)
+    said = io.StringIO()
+    with redirect_stdout(said):
+        enc = prompt_encodings(load_lm("tiny-bert"), p, p.split("test"))
+    return f"longest {max(map(len, enc))} tokens; said: {said.getvalue().strip()}"
+
+
+def _converted(tmp, how):
+    import shutil
+
+    import llmrec.lm as lm_mod
+    from llmrec import system
+
+    try:
+        system.locate_packaged_model("smollm2-135m")
+    except FileNotFoundError:
+        return "skipped: SmolLM2 not installed (make models)"
+    os.environ["LLMREC_MODEL_DIR"] = str(tmp / f"models-{how}")
+    try:
+        folder = lm_mod.packaged_model_folder("smollm2-135m")
+        if how == "other":
+            shutil.rmtree(folder)
+            lm_mod.load_lm("tiny-bert").model.save_pretrained(folder)
+        else:
+            weights = folder / "model.safetensors"
+            with open(weights, "r+b") as f:
+                f.truncate(weights.stat().st_size // 2)
+        start = time.perf_counter()
+        lm = lm_mod.load_lm("smollm2-135m")
+        return f"converted again in {time.perf_counter() - start:.0f} s; loads {lm.model.config.model_type}"
+    finally:
+        os.environ.pop("LLMREC_MODEL_DIR")
+
+
+def _nan_cache(tmp):
+    import torch
+    from llmrec.cache import cached_hidden
+    from llmrec.lm import load_lm
+
+    lm = load_lm("tiny-llama")
+    enc = [[1, 2, 3, 4], [5, 6, 7]]
+    cached_hidden(lm, 2, enc, name="n", folder=tmp / "nan", verbose=False)
+    (folder,) = (tmp / "nan").iterdir()
+    hidden = torch.load(folder / "hidden.pt")
+    hidden[0][0, 0] = float("nan")
+    torch.save(hidden, folder / "hidden.pt")
+    again = cached_hidden(lm, 2, enc, name="n", folder=tmp / "nan", verbose=False)
+    return f"rebuilt: NaN left {sum(int(torch.isnan(h).sum()) for h in again)}"
+
+
+def _papermill_dict():
+    from llmrec import course
+
+    declared = course.notebook_parameters(ROOT / "notebooks" / "02_baselines.ipynb")
+    ns = {"DATA_PATHS": '{"ratings_path": "my/ratings.csv", "items_path": "my/items.csv"}'}
+    course.parse_text_parameters(declared, ns)
+    return f"DATA_PATHS = {ns['DATA_PATHS']!r}"
+
+
+def _outside_preset(course, tmp, smoke):
+    body = dict(smoke)
+    path = tmp / "mine.yaml"
+    path.write_text(yaml.safe_dump(body))
+    course.run_course(str(path), only=["00"])
+    return "00 ran"
+
+
+def _null_manifest(tmp):
+    from llmrec.splits import ensure_processed
+
+    rows = [(u, i, 1 + (u + i) % 5, 100 * i) for u in range(6) for i in range(5)]
+    paths = _custom_files(tmp, "nullm", rows)
+    from llmrec.paths import processed_dir
+
+    ensure_processed("custom", load_kwargs=paths, verbose=False)
+    (manifest,) = [p for p in processed_dir().glob("custom-*/manifest.json")
+                   if paths["ratings_path"] in p.read_text()]
+    manifest.write_text("null")
+    return f"rebuilt: {len(ensure_processed('custom', load_kwargs=paths, verbose=False).ratings)} ratings"
+
+
+def _empty_model(tmp):
+    (tmp / "empty-model").mkdir(exist_ok=True)
+    load_lm_ = __import__("llmrec.lm", fromlist=["load_lm"]).load_lm
+    load_lm_(str(tmp / "empty-model"))
+
+
+def _relative_model(tmp):
+    from llmrec.lm import load_lm
+
+    folder = ROOT / "benchmarks" / "out" / "saved-tiny"
+    tiny = load_lm("tiny-bert")
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    here = os.getcwd()
+    os.chdir(ROOT / "notebooks")
+    try:
+        return f"loads: {load_lm('benchmarks/out/saved-tiny').family}"
+    finally:
+        os.chdir(here)
+
+
+def _full_disk(tmp):
+    full = tmp / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        return "skipped: needs a 1 MB tmpfs (mount as root)"
+    try:
+        code = ("from pathlib import Path; from llmrec.cache import cached_hidden; from llmrec.lm import load_lm; "
+                "lm = load_lm('tiny-llama'); "
+                f"cached_hidden(lm, 2, [[1] * 400] * 200, name='f', folder=Path({str(full)!r}), verbose=False)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
+
+
+def _cli_lines(args):
+    proc = subprocess.run([sys.executable, "-m", "llmrec", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+    lines = proc.stderr.strip().splitlines()
+    return f"exit {proc.returncode}, {len(lines)} line(s): {lines[-1] if lines else ''}"
+
+
+def _ctrl_c():
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec.course", "--preset", "smoke", "--only", "02"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,  # a terminal's Ctrl-C reaches the whole group
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(8)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [ln for ln in err.replace("\r", "\n").splitlines()
+             if ln.strip() and "course [smoke]" not in ln]
+    return f"exit {proc.returncode}, {len(lines)} line(s): {' / '.join(lines[-2:])}"
+
+
+def _papermill_blocked(tmp):
+    from llmrec.paths import results_dir
+
+    blocked = results_dir("blocked")
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the folder should be")
+    try:
+        return papermill("02_baselines", "-p", "PRESET", "blocked", cwd=tmp)
+    finally:
+        blocked.unlink()
+
+
+def _cut_news(tmp):
+    from llmrec.clicks import load_mind
+
+    folder = tmp / "cut-mind"
+    folder.mkdir()
+    source = ROOT / "tests" / "fixtures" / "mind" / "train"
+    (folder / "behaviors.tsv").write_text((source / "behaviors.tsv").read_text())
+    (folder / "news.tsv").write_text("".join((source / "news.tsv").read_text().splitlines(True)[:2]))
+    load_mind({"train": folder})
+
+
+def _tmp_leftovers(tmp):
+    scratch = tmp / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    subprocess.run([sys.executable, "-m", "llmrec.course", "--preset", "smoke", "--only", "00"],
+                   cwd=ROOT, env=env, capture_output=True, check=True)
+    return f"{sorted(p.name for p in scratch.iterdir()) or 'nothing'}"
 
 
 if __name__ == "__main__":

@@ -333,12 +333,20 @@ def kernel_manager_class():
                               str(folder / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"))
             super().__init__(**kwargs)
 
+        async def start_kernel(self, **kw):
+            # The kernel's own stderr (its start-up warning; after a Ctrl-C, which reaches it
+            # too, a 20-line ZMQError traceback) goes to a log beside the connection file; the
+            # notebook's errors still come back through papermill.
+            with open(Path(self.connection_file).with_suffix(".log"), "ab") as log:
+                kw.setdefault("stderr", log)
+                return await super().start_kernel(**kw)
+
     return KitKernelManager
 
 
 def remove_stale_kernel_files() -> None:
-    """Connection files of runs that were killed (their process is gone)."""
-    for path in kernels_dir().glob("kernel-*-*.json"):
+    """Connection files and kernel logs of runs that ended or were killed (their process is gone)."""
+    for path in [*kernels_dir().glob("kernel-*-*.json"), *kernels_dir().glob("kernel-*-*.log")]:
         try:
             pid = int(path.name.split("-")[1])
             os.kill(pid, 0)

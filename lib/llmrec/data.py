@@ -130,6 +130,14 @@ def _numbers(values, where: str) -> np.ndarray:
     return numbers.to_numpy(dtype=float)
 
 
+class MissingColumnsError(KeyError):
+    """A table without the columns the kit needs. A KeyError (what pandas raises for a missing
+    column), printed as its message rather than as the quoted repr KeyError gives."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def require_columns(df: pd.DataFrame, columns, source: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -141,7 +149,7 @@ def require_columns(df: pd.DataFrame, columns, source: str) -> None:
             json_sep = '"\\t"' if other == "\t" else f'"{other}"'
             hint = (f" The file looks {name}-separated but was read with sep=',': pass sep={other!r} "
                     f"(in DATA_PATHS: \"sep\": {json_sep}).")
-        raise KeyError(
+        raise MissingColumnsError(
             f"{source}: missing column(s) {missing}; found {found}.{hint} "
             f"Rename the columns (or pass the column mapping) so that {list(columns)} exist.")
 
