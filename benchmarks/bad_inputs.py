@@ -291,6 +291,7 @@ def _unfinished_site(tmp):
     import shutil
 
     import nbformat
+
     from llmrec import site
     from llmrec.paths import runs_dir
 
@@ -409,6 +410,7 @@ def _converted(tmp, how):
 
 def _nan_cache(tmp):
     import torch
+
     from llmrec.cache import cached_hidden
     from llmrec.lm import load_lm
 
@@ -479,14 +481,14 @@ def _full_disk(tmp):
     full = tmp / "full"
     full.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)],
-                             capture_output=True).returncode == 0
+                             capture_output=True, check=False).returncode == 0
     if not mounted:
         return "skipped: needs a 1 MB tmpfs (mount as root)"
     try:
         code = ("from pathlib import Path; from llmrec.cache import cached_hidden; from llmrec.lm import load_lm; "
                 "lm = load_lm('tiny-llama'); "
                 f"cached_hidden(lm, 2, [[1] * 400] * 200, name='f', folder=Path({str(full)!r}), verbose=False)")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         raise RuntimeError(proc.stderr.strip().splitlines()[-1])
     finally:
         subprocess.run(["umount", str(full)], check=False)
@@ -494,7 +496,7 @@ def _full_disk(tmp):
 
 def _cli_lines(args):
     proc = subprocess.run([sys.executable, "-m", "llmrec", *args], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, check=False)
     lines = proc.stderr.strip().splitlines()
     return f"exit {proc.returncode}, {len(lines)} line(s): {lines[-1] if lines else ''}"
 
@@ -502,10 +504,13 @@ def _cli_lines(args):
 def _ctrl_c():
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "llmrec.course", "--preset", "smoke", "--only", "02"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True,  # a terminal's Ctrl-C reaches the whole group
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # as from a terminal: Python's own SIGINT handler (a background job inherits SIGINT ignored),
+    # in a process group of its own that the Ctrl-C reaches whole, kernel included
+    run = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "sys.argv = ['llmrec.course', '--preset', 'smoke', '--only', '02']; "
+           "runpy.run_module('llmrec.course', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", run], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(8)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -29,8 +29,14 @@ def main(window: int = 16) -> dict:
     from llmrec.cache import cached_hidden
     from llmrec.lm import load_lm
     from llmrec.metrics import bootstrap_interval, rmse
-    from llmrec.packed import (PackedDataset, build_packed_model, build_sequences, collate_packed,
-                               mf_offsets, predict_packed)
+    from llmrec.packed import (
+        PackedDataset,
+        build_packed_model,
+        build_sequences,
+        collate_packed,
+        mf_offsets,
+        predict_packed,
+    )
     from llmrec.splits import ensure_processed
     from llmrec.training import seed_everything, train_with_trainer
 

@@ -103,7 +103,7 @@ def test_an_unknown_preset_is_one_line_not_a_traceback(capsys):
 def test_ctrl_c_is_one_line(monkeypatch, capsys):
     """Ctrl-C printed 25 lines of KeyboardInterrupt from the runner and again from the CLI."""
     import llmrec.__main__ as cli
-    import llmrec.course as course
+    from llmrec import course
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

@@ -225,7 +225,7 @@ def test_readme_data_paths_command_is_accepted_as_papermill_passes_it():
     given = {args[i + 1]: _resolve_type(args[i + 2]) for i, a in enumerate(args) if a == "-p"}
     assert isinstance(given["DATA_PATHS"], str)  # what the notebook receives from papermill
     declared = notebook_parameters(notebooks_dir() / "02_baselines.ipynb")
-    namespace = {k: eval(v["default"]) for k, v in declared.items()} | given  # noqa: S307
+    namespace = {k: eval(v["default"]) for k, v in declared.items()} | given
     check_parameters("02_baselines", namespace)
     assert namespace["DATA_PATHS"] == {"ratings_path": "tests/fixtures/custom/ratings.tsv",
                                        "items_path": "tests/fixtures/custom/items.csv", "genre_sep": " "}

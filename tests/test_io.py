@@ -104,15 +104,14 @@ def test_a_full_disk_is_said_with_the_folder_and_the_fix(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(io_mod.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
     target = tmp_path / "cache" / "key"
-    with pytest.raises(OSError, match=r"disk holding .*cache is full.*LLMREC_DATA_DIR") as e:
-        with getattr(io_mod, writer)(target) as tmp:
-            (tmp / "part" if writer == "atomic_dir" else tmp).write_bytes(b"x")
-            raise failure
+    with pytest.raises(OSError, match=r"disk holding .*cache is full.*LLMREC_DATA_DIR") as e, \
+            getattr(io_mod, writer)(target) as tmp:
+        (tmp / "part" if writer == "atomic_dir" else tmp).write_bytes(b"x")
+        raise failure
     assert e.value.errno == errno.ENOSPC and e.value.__cause__ is failure
     assert not target.exists() and list((tmp_path / "cache").iterdir()) == []  # no partial file left
 
 
 def test_another_error_with_room_on_the_disk_is_not_called_a_full_disk(tmp_path):
-    with pytest.raises(RuntimeError, match="unexpected pos"):
-        with atomic_dir(tmp_path / "x"):
-            raise RuntimeError("unexpected pos 64 vs 0")
+    with pytest.raises(RuntimeError, match="unexpected pos"), atomic_dir(tmp_path / "x"):
+        raise RuntimeError("unexpected pos 64 vs 0")

@@ -180,7 +180,7 @@ def test_once_dire_notebook(smoke_run):
     chosen = record["metrics"]["chosen"]
     assert table.method.tolist()[:2] == ["Original NAML", "Original NRMS"]
     # per encoder: the row chosen on validation, and the fully frozen one (k = 0) for "frozen is strong"
-    name = lambda m, k, lora: f"DIRE {m} (k={k}" + (", LoRA" if lora else "") + ")"  # noqa: E731
+    name = lambda m, k, lora: f"DIRE {m} (k={k}" + (", LoRA" if lora else "") + ")"
     assert table.method.tolist()[2:] == [n for m, c in chosen.items()
                                          for n in dict.fromkeys([name(m, c["k"], c["lora"]), name(m, 0, False)])]
     assert (table.seeds == record["parameters"]["N_SEEDS"]).all()

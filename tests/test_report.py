@@ -207,9 +207,10 @@ def test_readme_section_has_a_row_per_method_and_changes_with_the_figures(tmp_pa
 
 def test_readme_prose_numbers_are_the_presets_and_the_rules():
     # README's reading (outside the generated section) names a few settings: they must be these
+    import yaml
+
     from llmrec.paths import repo_root
     from llmrec.report import MATCH_MARGIN
-    import yaml
 
     text = (repo_root() / "README.md").read_text()
     laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["06_once_dire"]

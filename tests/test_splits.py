@@ -182,7 +182,6 @@ def test_edited_ratings_give_another_content_id_and_subset_id(tmp_path, monkeypa
     import shutil
 
     from conftest import FIXTURES
-
     from llmrec.efficiency import subset_id
 
     monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))

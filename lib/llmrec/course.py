@@ -337,7 +337,8 @@ def kernel_manager_class():
             # The kernel's own stderr (its start-up warning; after a Ctrl-C, which reaches it
             # too, a 20-line ZMQError traceback) goes to a log beside the connection file; the
             # notebook's errors still come back through papermill.
-            with open(Path(self.connection_file).with_suffix(".log"), "ab") as log:
+            log_path = Path(self.connection_file).with_suffix(".log")
+            with open(log_path, "ab") as log:  # noqa: ASYNC230 - once per kernel start, local
                 kw.setdefault("stderr", log)
                 return await super().start_kernel(**kw)
 
@@ -440,8 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted: notebooks that finished are kept in runs/; rerun the same command to "
-              f"go on", file=sys.stderr)
+        print("interrupted: notebooks that finished are kept in runs/; rerun the same command to "
+              "go on", file=sys.stderr)
         return 130
     return 0
 

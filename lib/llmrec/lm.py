@@ -520,8 +520,7 @@ def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool 
     from .prompts import build_prompts
 
     limit = prompt_limit(lm, max_length)
-    kw = dict(history_genres=history_genres, extras=extras)
-    prompts = build_prompts(processed, examples, **kw)
+    prompts = build_prompts(processed, examples, history_genres=history_genres, extras=extras)
     enc = encode(lm, format_prompts(lm, prompts, demonstrations), max_length=None)
     long = [i for i, ids in enumerate(enc) if len(ids) > limit]
     if not long:
