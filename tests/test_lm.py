@@ -513,3 +513,21 @@ def test_a_model_folder_is_found_from_the_kit_root_and_an_empty_one_is_explained
     (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"empty has no config.json.*notes.txt.*save_pretrained"):
         load_lm("./empty")
+
+
+def test_readme_states_the_prompt_limits_the_code_uses():
+    import inspect
+
+    from llmrec.lm import prompt_encodings
+    from llmrec.paths import repo_root
+    from llmrec.system import locate_packaged_model
+
+    readme = " ".join((repo_root() / "README.md").read_text().split())
+    limit = inspect.signature(prompt_encodings).parameters["max_length"].default
+    assert f"A prompt longer than {limit:,} tokens" in readme
+    try:
+        folder = locate_packaged_model("minilm-l6")
+    except FileNotFoundError:
+        pytest.skip("MiniLM not installed")
+    positions = json.loads((folder / "config.json").read_text())["max_position_embeddings"]
+    assert f"(MiniLM: {positions})" in readme
