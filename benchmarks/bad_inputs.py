@@ -165,7 +165,7 @@ def main() -> None:
     case("a full disk while writing a layer cache (was: 'unexpected pos')", lambda: _full_disk(tmp))
     case("`python -m llmrec course --preset nope` (was: a traceback, then the error)",
          lambda: _cli_lines(["course", "--preset", "nope"]))
-    case("Ctrl-C during a notebook (was: 25 lines of KeyboardInterrupt)", lambda: _ctrl_c())
+    case("Ctrl-C during `python -m llmrec course` (was: 25 lines of KeyboardInterrupt)", lambda: _ctrl_c())
     case("papermill 02 directly, results/ not writable (was: fails in its last cell)",
          lambda: _papermill_blocked(tmp))
     case("MIND news.tsv cut at a line end (was: 'give a MIND train folder as train')",
@@ -438,7 +438,15 @@ def _outside_preset(course, tmp, smoke):
     body = dict(smoke)
     path = tmp / "mine.yaml"
     path.write_text(yaml.safe_dump(body))
-    course.run_course(str(path), only=["00"])
+    import shutil
+
+    from llmrec.paths import results_dir, runs_dir
+
+    try:
+        course.run_course(str(path), only=["00"])
+    finally:  # the checkout as it was
+        for folder in (runs_dir("mine"), results_dir("mine")):
+            shutil.rmtree(folder, ignore_errors=True)
     return "00 ran"
 
 
@@ -507,8 +515,8 @@ def _ctrl_c():
     # as from a terminal: Python's own SIGINT handler (a background job inherits SIGINT ignored),
     # in a process group of its own that the Ctrl-C reaches whole, kernel included
     run = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-           "sys.argv = ['llmrec.course', '--preset', 'smoke', '--only', '02']; "
-           "runpy.run_module('llmrec.course', run_name='__main__')")
+           "sys.argv = ['llmrec', 'course', '--preset', 'smoke', '--only', '02']; "
+           "runpy.run_module('llmrec', run_name='__main__')")
     proc = subprocess.Popen([sys.executable, "-c", run], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(8)
@@ -528,7 +536,12 @@ def _papermill_blocked(tmp):
     try:
         return papermill("02_baselines", "-p", "PRESET", "blocked", cwd=tmp)
     finally:
+        import shutil
+
+        from llmrec.paths import runs_dir
+
         blocked.unlink()
+        shutil.rmtree(runs_dir("blocked"), ignore_errors=True)
 
 
 def _cut_news(tmp):

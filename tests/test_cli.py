@@ -116,3 +116,19 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     assert main(["report"]) == 130
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err
+
+
+def test_a_preset_path_relative_to_here_reaches_the_runner_whole(tmp_path, monkeypatch):
+    """The runner runs in the kit's root: a path relative to where the user stands was lost."""
+    import shutil
+
+    import llmrec.__main__ as cli
+    from llmrec.paths import presets_dir
+
+    (tmp_path / "exp").mkdir()
+    shutil.copy(presets_dir() / "smoke.yaml", tmp_path / "exp" / "mine.yaml")
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda *a: seen.append(a) or 0)
+    assert main(["course", "--preset", "exp/mine.yaml"]) == 0
+    assert str(tmp_path / "exp" / "mine.yaml") in seen[-1]

@@ -406,3 +406,12 @@ def test_a_news_file_cut_at_a_line_end_is_said_to_look_truncated(tmp_path):
     (folder / "news.tsv").write_text("".join(lines[:2]))
     with pytest.raises(ValueError, match=r"news.tsv looks truncated.*none of the 4 impressions"):
         load_mind({"train": folder})
+
+
+def test_impressions_without_a_click_and_a_non_click_are_not_called_a_truncated_news_file(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "news.tsv").write_text((FIXTURES / "mind" / "train" / "news.tsv").read_text())
+    (folder / "behaviors.tsv").write_text("1\tU1\t11/11/2019 9:05:58 AM\tN1\tN3-1 N4-1\n")
+    with pytest.raises(ValueError, match="none of its 1 impressions shows both a click and a non-click"):
+        load_mind({"train": folder})

@@ -256,6 +256,9 @@ def test_a_preset_file_outside_presets_runs_and_one_named_like_a_shipped_preset_
     try:
         run_course(str(mine), only=["00"])  # 00 loads the preset by the name the runner gives it
         assert load_preset("zz-outside-presets")["name"] == "zz-outside-presets"
+        mine.unlink()  # now its only copy is runs/<name>/preset.yaml, which --fresh empties
+        run_course("zz-outside-presets", only=["00"], fresh=True)
+        assert load_preset("zz-outside-presets")["name"] == "zz-outside-presets"
     finally:
         for folder in (runs_dir("zz-outside-presets"), results_dir("zz-outside-presets")):
             shutil.rmtree(folder, ignore_errors=True)
@@ -289,12 +292,13 @@ def test_no_run_leaves_files_in_tmp(tmp_path, monkeypatch):
     subprocess.run([sys.executable, "-c", "import llmrec.lm; import torch._dynamo"], env=env,
                    check=True)
     assert list(tmp.iterdir()) == []
-    assert (tmp_path / "cache" / "tmp" / "torchinductor").is_dir()
-
     monkeypatch.setenv("LLMREC_DATA_DIR", str(tmp_path / "cache"))
+    from llmrec.paths import scratch_dir
+    assert (scratch_dir() / "torchinductor").is_dir()
+
     km = course.kernel_manager_class()(kernel_name="python3")
     km.write_connection_file()
-    assert Path(km.connection_file).parent == tmp_path / "cache" / "tmp" / "kernels"
+    assert Path(km.connection_file).parent == scratch_dir() / "kernels"
     dead = Path(km.connection_file).parent / "kernel-999999999-0.json"  # a killed run's
     dead.write_text("{}")
     course.remove_stale_kernel_files()

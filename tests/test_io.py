@@ -1,4 +1,5 @@
 import errno
+import json
 import shutil
 
 import pytest
@@ -87,6 +88,14 @@ def test_a_shared_folder_another_process_installed_first_is_kept_not_a_crash(tmp
     with atomic_dir(path, shared=True) as tmp:  # a stale folder there before the build: replaced
         (tmp / "data").write_text("rebuilt")
     assert (path / "data").read_text() == "rebuilt"
+    with atomic_dir(path, shared=True) as tmp:  # stale, but another process replaced it meanwhile
+        (tmp / "data").write_text("mine")
+        other = tmp_path / ".other"
+        other.mkdir()
+        (other / "data").write_text("theirs, fresh")
+        shutil.rmtree(path)
+        other.rename(path)  # (a reader may have it open: it must not be deleted)
+    assert (path / "data").read_text() == "theirs, fresh"
     with atomic_dir(path) as tmp:  # not shared: what appeared meanwhile is replaced
         (tmp / "data").write_text("new")
         (path / "data").write_text("appeared")
@@ -115,3 +124,54 @@ def test_a_full_disk_is_said_with_the_folder_and_the_fix(tmp_path, monkeypatch, 
 def test_another_error_with_room_on_the_disk_is_not_called_a_full_disk(tmp_path):
     with pytest.raises(RuntimeError, match="unexpected pos"), atomic_dir(tmp_path / "x"):
         raise RuntimeError("unexpected pos 64 vs 0")
+
+
+def test_output_folder_keeps_empty_folders_it_did_not_make_and_knows_its_own_tool(tmp_path):
+    """Review: every empty folder under --out was removed (a `git init` in site/ lost .git/refs,
+    a student's empty my_work/); another tool's folder, a damaged record and an install cut
+    short were not handled."""
+    from llmrec.io import MARKER, OutputFolderError, output_folder
+
+    out = tmp_path / "site"
+    with output_folder(out, "the site") as tmp:
+        (tmp / "a.html").write_text("1")
+        (tmp / "old").mkdir()
+        (tmp / "old" / "b.html").write_text("2")
+    (out / ".git" / "refs" / "heads").mkdir(parents=True)
+    (out / "my_work").mkdir()
+    with output_folder(out, "the site") as tmp:
+        (tmp / "a.html").write_text("new")
+    assert (out / ".git" / "refs" / "heads").is_dir() and (out / "my_work").is_dir()
+    assert not (out / "old").exists()  # emptied by the file the build no longer writes
+    with pytest.raises(OutputFolderError, match="holds what the site wrote, not the student edition"), \
+            output_folder(out, "the student edition"):
+        pass
+    record = json.loads((out / MARKER).read_text())
+    # an install cut short: the record lists old and new digests, the file holds the new one
+    record["files"]["a.html"] = [record["files"]["a.html"], "0" * 64]
+    (out / MARKER).write_text(json.dumps(record))
+    with output_folder(out, "the site") as tmp:
+        (tmp / "a.html").write_text("again")
+    assert (out / "a.html").read_text() == "again"
+    (out / MARKER).write_text("{not json")
+    with pytest.raises(OutputFolderError, match="record .* is damaged"), output_folder(out, "the site"):
+        pass
+    empty_dirs = tmp_path / "dirs"
+    (empty_dirs / "x").mkdir(parents=True)
+    with pytest.raises(OutputFolderError, match=r"\(x/\)"), output_folder(empty_dirs, "the site"):
+        pass
+
+
+def test_a_full_disk_names_the_variable_that_moves_that_folder_and_no_other_error_is_relabelled(
+        tmp_path, monkeypatch):
+    import llmrec.io as io_mod
+
+    monkeypatch.setattr(io_mod.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    monkeypatch.setenv("LLMREC_MODEL_DIR", str(tmp_path / "models"))
+    with pytest.raises(OSError, match="LLMREC_MODEL_DIR") as e, \
+            atomic_dir(tmp_path / "models" / "smollm2-135m", shared=True):
+        raise RuntimeError("unexpected pos 64 vs 0")
+    assert "LLMREC_DATA_DIR" not in str(e.value)
+    # another OSError on a nearly full disk is that error, not 'disk full'
+    with pytest.raises(PermissionError), atomic_dir(tmp_path / "x"):
+        raise PermissionError(errno.EACCES, "Permission denied")

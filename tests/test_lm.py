@@ -531,3 +531,19 @@ def test_readme_states_the_prompt_limits_the_code_uses():
         pytest.skip("MiniLM not installed")
     positions = json.loads((folder / "config.json").read_text())["max_position_embeddings"]
     assert f"(MiniLM: {positions})" in readme
+
+
+def test_t5_relative_positions_are_no_prompt_limit_and_roberta_loses_its_padding_offset():
+    """Flan-T5's config carries n_positions=512, which T5's relative positions never use: taken
+    as a limit it refused the paper preset's 3-shot prompts (about 840 tokens)."""
+    from types import SimpleNamespace
+
+    from transformers import RobertaConfig, T5Config
+
+    from llmrec.lm import prompt_limit
+
+    t5 = SimpleNamespace(model=SimpleNamespace(config=T5Config(n_positions=512)))
+    assert prompt_limit(t5, 1024) == 1024
+    roberta = SimpleNamespace(model=SimpleNamespace(config=RobertaConfig(max_position_embeddings=514,
+                                                                         pad_token_id=1)))
+    assert prompt_limit(roberta, 1024) == 512

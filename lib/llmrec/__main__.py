@@ -20,16 +20,25 @@ import argparse
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 from .paths import repo_root
 from .system import PACKAGED_MODELS
 
 
 def _run(*args: str) -> int:
-    """One step, in the kit's root, with this Python; its exit status."""
+    """One step, in the kit's root, with this Python; its exit status. A Ctrl-C goes to the
+    step, which says one line and exits: this process waits for it instead of killing it."""
+    import signal
+
     cmd = [sys.executable, *args]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=repo_root())
+    proc = subprocess.Popen(cmd, cwd=repo_root())  # started with the default SIGINT handling
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _missing_models() -> list[str]:
@@ -105,6 +114,8 @@ def _command(args) -> int:
         if preset.get("requires_models") and setup():
             return 1
         extra = [a for o in args.only or [] for a in ("--only", o)]
+        if Path(args.preset).expanduser().is_file():  # a path from here: the step runs in the kit's root
+            args.preset = str(Path(args.preset).expanduser().resolve())
         return _run("-m", "llmrec.course", "--preset", args.preset, *extra,
                     *(["--fresh"] if args.fresh else []))
     if args.command in ("repro", "ci"):

@@ -194,6 +194,11 @@ def load_mind(folders: dict[str, str | Path], name: str = "mind") -> ClickData:
             known = set(items["item_id"])
             ids = [i for c in labelled["candidates"] for i in c]
             missing = sum(i not in known for i in ids)
+            if not missing:
+                raise ValueError(
+                    f"{Path(folder) / 'behaviors.tsv'}: none of its {len(labelled)} impressions "
+                    "shows both a click and a non-click, so there is nothing to learn or rank "
+                    "(each impression needs a '-1' and a '-0' candidate)")
             raise ValueError(
                 f"{Path(folder) / 'news.tsv'} looks truncated (or belongs to another MIND folder): "
                 f"none of the {len(labelled)} impressions of {Path(folder) / 'behaviors.tsv'} "

@@ -345,18 +345,30 @@ def kernel_manager_class():
     return KitKernelManager
 
 
+def _kernel_log_tail(lines: int = 12) -> str:
+    """The end of this run's latest kernel log (the kernel's own stderr), for an error message."""
+    logs = sorted(kernels_dir().glob(f"kernel-{os.getpid()}-*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    tail = logs[-1].read_text(errors="replace").strip().splitlines()[-lines:]
+    return (f" The kernel's own output ({logs[-1]}) ends with:\n    " + "\n    ".join(tail)
+            if tail else f" Its own output ({logs[-1]}) is empty.")
+
+
 def remove_stale_kernel_files() -> None:
     """Connection files and kernel logs of runs that ended or were killed (their process is gone)."""
+    import psutil
+
     for path in [*kernels_dir().glob("kernel-*-*.json"), *kernels_dir().glob("kernel-*-*.log")]:
         try:
             pid = int(path.name.split("-")[1])
-            os.kill(pid, 0)
         except ValueError:
             continue
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # another user's live process
+        if not psutil.pid_exists(pid):  # (os.kill(pid, 0) is no liveness test on Windows)
+            try:
+                path.unlink()
+            except OSError:
+                pass  # gone already, or not ours to remove
 
 
 def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> None:
@@ -375,6 +387,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     import shutil
 
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     from tqdm.auto import tqdm
 
     cfg = load_preset(preset)
@@ -384,6 +397,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                           f"would mix with that preset's (runs/{cfg['name']}/). Rename the file.")
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
+    preset_text = Path(cfg["path"]).read_text()  # before --fresh: it may be runs/<name>/preset.yaml
     if fresh:
         for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
             if folder.exists():
@@ -392,11 +406,12 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     preflight(cfg)
     remove_stale_kernel_files()
     out_dir = runs_dir(cfg["name"])
-    if not shipped.is_file() and Path(cfg["path"]).resolve() != (out_dir / "preset.yaml").resolve():
+    kept = out_dir / "preset.yaml"
+    if not shipped.is_file() and not (kept.is_file() and kept.read_text() == preset_text):
         # the notebooks get the preset by its name: keep the file where load_preset finds it again
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "preset.yaml") as tmp:
-            shutil.copyfile(cfg["path"], tmp)
+        with atomic_path(kept) as tmp:
+            tmp.write_text(preset_text)
     executed = []
     bar = tqdm(notebooks, desc=f"course [{cfg['name']}]", unit="notebook")
     for nb in bar:
@@ -411,6 +426,9 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
                 f"{nb.name} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
                 f"The cell begins: {first_line[0] if first_line else '(empty)'}\n"
                 f"The executed copy, with the traceback, is {out}") from None
+        except DeadKernelError as e:  # killed (out of memory?) or crashed: its log says why
+            raise NotebookFailed(f"{nb.name}: the kernel died ({e}).{_kernel_log_tail()}\n"
+                                 f"The executed copy, as far as it got, is {out}") from None
         seconds = time.perf_counter() - start
         _record_wall_time(nb.stem, cfg["name"], seconds)
         bar.write(f"{nb.stem}: done in {seconds:.0f} s -> {out}")

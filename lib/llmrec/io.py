@@ -63,22 +63,37 @@ def _say_a_full_disk(path: Path, partial: Path) -> Iterator[None]:
         while seen is not None and len(chain) < 8:
             chain.append(seen)
             seen = seen.__cause__ or seen.__context__
-        nospace = any(isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT) for x in chain)
+        oserrors = [x for x in chain if isinstance(x, OSError)]
+        nospace = [x for x in oserrors if x.errno in (errno.ENOSPC, errno.EDQUOT)]
         try:
             free = shutil.disk_usage(partial if partial.exists() else path.parent).free
         except OSError:
             free = None
-        if not (nospace or free is not None and free < FULL_BELOW):
+        # ENOSPC says so; without any OSError (torch's message), a nearly full disk is the cause
+        if not (nospace or not oserrors and free is not None and free < FULL_BELOW):
             raise
-        inside_cache = path.resolve().is_relative_to(cache_dir().resolve())
-        where = ("or set LLMREC_DATA_DIR to a folder on a disk with room (the data cache is "
-                 f"{cache_dir()})" if inside_cache else
-                 "or set LLMREC_DATA_DIR to a folder on a disk with room if it is the data cache")
+        if nospace and getattr(nospace[0], "filename", None):  # the disk that was full
+            where_full = Path(nospace[0].filename).parent
+        else:
+            where_full = path.parent
+        where = _move_advice(path)
         raise DiskFullError(
             errno.ENOSPC,
-            f"the disk holding {path.parent} is full ({'?' if free is None else free >> 20} MB "
-            f"free) while writing {path.name}; nothing was kept of it. Free space there, {where}, "
-            "then run again.") from e
+            f"the disk holding {where_full} is full ({'?' if free is None else free >> 20} MB "
+            f"free there) while writing {path.name}; nothing was kept of it. Free space there"
+            f"{where}, then run again.") from e
+
+
+def _move_advice(path: Path) -> str:
+    """Which variable moves the folder `path` is in, as advice ('' when none does)."""
+    from .paths import model_dir
+
+    path = path.resolve()
+    if path.is_relative_to(model_dir().resolve()):
+        return f", or set LLMREC_MODEL_DIR to a folder on a disk with room (the models are in {model_dir()})"
+    if path.is_relative_to(cache_dir().resolve()):
+        return f", or set LLMREC_DATA_DIR to a folder on a disk with room (the data cache is {cache_dir()})"
+    return ""
 
 
 @contextlib.contextmanager
@@ -98,6 +113,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it becomes `path` only if the block succeeds.
@@ -110,12 +133,14 @@ def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
     _check_writable(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give what mkdir() would have
-    stale = path.exists()  # there before this build: to be replaced (a damaged or outdated folder)
+    stale = _identity(path)  # there before this build: to be replaced (a damaged or outdated folder)
     try:
         with _say_a_full_disk(path, tmp):
             yield tmp
         for attempt in range(5):
-            if path.exists() and (attempt == 0 and stale or not shared):
+            # shared: replace only the very folder that was there before (the same inode), never
+            # a fresh one that another process installed meanwhile and may be reading
+            if path.exists() and (not shared or attempt == 0 and stale and _identity(path) == stale):
                 trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
                 try:
                     os.replace(path, trash / path.name)  # moved aside in one step, then deleted
@@ -158,14 +183,29 @@ def _check_output_folder(out: Path, tool: str) -> dict[str, str]:
     marker = out / MARKER
     if not marker.is_file():
         present = _files(out)
-        if not present and not any(out.iterdir()):
+        entries = present or sorted(p.name + "/" for p in out.iterdir())
+        if not entries:
             return {}
         raise OutputFolderError(
-            f"--out {out} already holds files the kit did not write (" + ", ".join(present[:3])
-            + (", …" if len(present) > 3 else "") + f"): {tool} writes only into a new or empty folder, "
-            "or one it wrote itself. Choose another folder; nothing was changed.")
-    made = json.loads(marker.read_text()).get("files", {})
-    changed = [f for f, digest in made.items() if (out / f).is_file() and sha256_file(out / f) != digest]
+            f"--out {out} already holds files the kit did not write (" + ", ".join(entries[:3])
+            + (", …" if len(entries) > 3 else "") + f"): {tool} writes only into a new or empty folder, "
+            "or one it wrote itself. Choose another folder; nothing was changed. (A folder that an "
+            f"earlier version of the kit built has no {MARKER}: delete it and build again.)")
+    try:
+        record = json.loads(marker.read_text())
+        made, wrote = dict(record["files"]), record["tool"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise OutputFolderError(f"--out {out}: its record {marker} is damaged ({e}): delete the "
+                                "folder and build again, or choose another; nothing was changed.") from None
+    if wrote != tool:
+        raise OutputFolderError(f"--out {out} holds what {wrote} wrote, not {tool}: choose another "
+                                "folder; nothing was changed.")
+
+    def edited(f: str) -> bool:
+        digests = made[f] if isinstance(made[f], list) else [made[f]]  # a list: mid-install
+        return (out / f).is_file() and sha256_file(out / f) not in digests
+
+    changed = [f for f in made if edited(f)]
     if changed:
         raise OutputFolderError(
             f"--out {out}: {', '.join(changed[:3])}{', …' if len(changed) > 3 else ''} changed since {tool} "
@@ -191,17 +231,23 @@ def output_folder(out: str | os.PathLike, tool: str) -> Iterator[Path]:
             raise OutputFolderError(f"--out {out}: {', '.join(foreign[:3])} exist(s) and were not written by "
                                     f"{tool}: move them, or choose another folder; nothing was changed.")
         out.mkdir(parents=True, exist_ok=True)
-        for f in previous:
-            if f not in new:
-                (out / f).unlink(missing_ok=True)
-        digests = {}
+        digests = {f: sha256_file(tmp / f) for f in new}
+        # Recorded first, each file with its old and its new digest: an install cut short (Ctrl-C,
+        # a full disk) leaves a folder the next build still recognises as its own.
+        during = {f: [d for d in (previous.get(f), digests.get(f)) if d]
+                  for f in set(previous) | set(new)}
+        write_json(out / MARKER, {"tool": tool, "files": during})
+        gone = [f for f in previous if f not in new]
+        for f in gone:
+            (out / f).unlink(missing_ok=True)
         for f in new:
             (out / f).parent.mkdir(parents=True, exist_ok=True)
-            digests[f] = sha256_file(tmp / f)
             os.replace(tmp / f, out / f)
-        for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            if not any(d.iterdir()):
-                d.rmdir()  # folders left empty by files the tool no longer writes
+        for f in gone:  # folders left empty by files the tool no longer writes, and only those
+            d = (out / f).parent
+            while d != out and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+                d = d.parent
         write_json(out / MARKER, {"tool": tool, "files": digests})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .batching import pad_batch
 from .cache import cached_hidden, top_layers_body
 from .io import atomic_dir
-from .paths import repo_root
+from .paths import model_dir, repo_root
 from .system import PACKAGED_MODELS, locate_packaged_model
 
 SYSTEM_PROMPT = "You predict how users rate items, on a scale from 1 to 5."
@@ -122,7 +123,7 @@ def _tiny(name: str, seed: int) -> LoadedLM:
 
 def model_cache_dir() -> Path:
     """Converted packaged models: $LLMREC_MODEL_DIR or models/ in the checkout."""
-    return Path(os.environ.get("LLMREC_MODEL_DIR") or repo_root() / "models")
+    return model_dir()
 
 
 MADE_FROM = "llmrec-made-from.json"  # in a converted folder: what it was made from, and its files
@@ -526,30 +527,31 @@ def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool 
     if not long:
         return enc
     # Too long: drop the oldest history lines of that prompt (never its question, candidate or
-    # the demonstrations), keeping as many recent ones as fit — found by bisection.
+    # the demonstrations), keeping as many recent ones as fit: a bisection over every long
+    # prompt at once, so the prompts are rebuilt a few times, not once per prompt and step.
     sub = examples.iloc[long]
-    extras_sub = None if extras is None else [extras[i] for i in long]
-    n_hist = [int((h > 0).sum()) for h in processed.hist_items(sub)]
+    n_hist = np.array([int((h > 0).sum()) for h in processed.hist_items(sub)])
 
-    def one(j: int, n: int) -> list[int]:
-        p = build_prompts(processed, sub.iloc[[j]], history_genres=history_genres,
-                          extras=None if extras_sub is None else [extras_sub[j]], keep=[n])
-        return encode(lm, format_prompts(lm, p, demonstrations), max_length=None)[0]
+    def encoded(keep) -> list[list[int]]:
+        p = build_prompts(processed, sub, history_genres=history_genres, keep=list(keep),
+                          extras=None if extras is None else [extras[i] for i in long])
+        return encode(lm, format_prompts(lm, p, demonstrations), max_length=None)
 
-    dropped = 0
-    for j, i in enumerate(long):
-        if len(one(j, 0)) > limit:
-            raise ValueError(
-                f"a prompt does not fit in {limit} tokens even with no history line: its question"
-                f"{' and the ' + str(len(demonstrations)) + ' demonstrations' if demonstrations else ''}"
-                f" take {len(one(j, 0))} tokens. Use fewer demonstrations (or shorter ones: "
-                "history_genres=False), or a model with more positions.")
-        lo, hi = 0, n_hist[j]  # lo always fits, hi does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if len(one(j, mid)) <= limit else (lo, mid)
-        enc[i] = one(j, lo)
-        dropped += n_hist[j] - lo
+    bare = encoded(np.zeros(len(long), dtype=int))
+    if max(map(len, bare)) > limit:
+        raise ValueError(
+            f"a prompt does not fit in {limit} tokens even with no history line: its question"
+            f"{' and the ' + str(len(demonstrations)) + ' demonstrations' if demonstrations else ''}"
+            f" take {max(map(len, bare))} tokens. Use fewer demonstrations (or shorter ones: "
+            "history_genres=False), or a model that reads longer prompts.")
+    lo, hi = np.zeros(len(long), dtype=int), n_hist.copy()  # lo always fits, hi does not
+    while (hi - lo > 1).any():
+        mid = np.where(hi - lo > 1, (lo + hi) // 2, lo)
+        fits = np.array([len(e) <= limit for e in encoded(mid)])
+        lo, hi = np.where(fits, mid, lo), np.where(fits | (hi - lo <= 1), hi, mid)
+    for i, ids in zip(long, encoded(lo)):
+        enc[i] = ids
+    dropped = int((n_hist - lo).sum())
     print(f"{len(long)} of {len(enc)} prompts were longer than {limit} tokens: their oldest "
           f"{dropped} history lines in all were left out (the candidate and the question kept).")
     return enc
@@ -559,7 +561,11 @@ def prompt_limit(lm: LoadedLM, max_length: int) -> int:
     """The most tokens a prompt may have: `max_length`, or fewer where the model has fewer
     positions (BERT-family encoders such as MiniLM: 512)."""
     cfg = getattr(lm.model, "config", None)
+    if cfg is None or getattr(cfg, "relative_attention_num_buckets", None):
+        return max_length  # T5's relative positions have no table to run out of (its n_positions is no limit)
     positions = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if positions and "roberta" in str(getattr(cfg, "model_type", "")):
+        positions -= (cfg.pad_token_id or 0) + 1  # RoBERTa's positions start after the padding id
     return min(max_length, positions) if positions else max_length
 
 

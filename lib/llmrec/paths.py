@@ -37,8 +37,22 @@ def cache_dir() -> Path:
 
 def scratch_dir() -> Path:
     """The kit's own scratch space (the compiler cache torch makes on import, the kernels'
-    connection files): inside the data cache, never loose in /tmp."""
-    return cache_dir() / "tmp"
+    connection files): inside the data cache, never loose in /tmp; one per user, so that users
+    sharing a data folder do not write into each other's."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    return cache_dir() / "tmp" / user
+
+
+def model_dir() -> Path:
+    """Converted packaged models: $LLMREC_MODEL_DIR or models/ in the checkout."""
+    if os.environ.get("LLMREC_MODEL_DIR"):
+        return Path(os.environ["LLMREC_MODEL_DIR"]).expanduser()
+    return repo_root() / "models"
 
 
 def raw_dir() -> Path:
