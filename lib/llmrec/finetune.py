@@ -1,97 +1,197 @@
 """Fine-tune a language model as a rating classifier or regressor from the command line — the
-same library calls as notebooks 03/04, as one script that `accelerate launch` can spread over
-several GPUs (Flan-T5-XXL does not fit on one).
+same library calls as notebooks 03/04, as one script that `accelerate launch` spreads over
+several processes (Flan-T5-XXL does not fit on one GPU).
 
-    # one process (CPU or one GPU); what the tests run, with a tiny model
-    python -m llmrec.finetune --model flan-t5-base --head regression --output-dir runs/ft
+    # one process (CPU or one GPU), the paper's settings (Kang et al.: lr 5e-5, batch 64, 50k steps)
+    python -m llmrec.finetune --preset paper --model flan-t5-base --output-dir runs/ft
 
-    # several GPUs, ZeRO-3 (parameters, gradients and optimiser state sharded across GPUs)
-    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml \\
-        -m llmrec.finetune --model flan-t5-xxl --head regression --precision bf16 \\
-        --output-dir runs/flan-t5-xxl
+    # N GPUs: DDP (a copy per GPU), DeepSpeed ZeRO-3 or FSDP (the weights sharded)
+    accelerate launch --multi_gpu --num_processes N -m llmrec.finetune --preset paper ...
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml --num_processes N \\
+        -m llmrec.finetune --preset paper --model flan-t5-xxl --output-dir runs/flan-t5-xxl
+    accelerate launch --config_file configs/accelerate/fsdp_t5.yaml --num_processes N ...
 
-    # or FSDP (PyTorch's sharding) with configs/accelerate/fsdp_t5.yaml
+`--batch-size` is the effective batch, whatever the number of processes (split over them, then
+over gradient-accumulation steps past `--per-device-batch-size`), so the schedule — steps,
+warm-up, evaluations — is the same on 1, 2 or 8 processes.
 
-Writes <output-dir>/metrics.json (test RMSE/MAE/AUC) and the model (rating_model.safetensors).
+Writes <output-dir>/metrics.json (test RMSE/MAE/AUC, the settings, the log),
+<output-dir>/predictions.csv and the model (<output-dir>/model/rating_model.safetensors, whole
+even when training sharded it: it loads back with lm.load_rating_model in one process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
-from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
-from .metrics import rating_metrics
-from .splits import ensure_processed
-from .training import (
-    pick_device,
-    pick_precision,
-    predict_dataset,
-    seed_everything,
-    train_with_trainer,
-)
+# What --preset takes from a preset's notebook 03 (classification) or 04 (regression), and the
+# flag each becomes. A flag given on the command line wins.
+PRESET_FLAGS = {"DATASET": "dataset", "HISTORY_LEN": "history_len", "MAX_USERS": "max_users",
+                "MODEL": "model", "HISTORY_GENRES": "history_genres", "N_TRAIN": "n_train",
+                "N_VAL": "n_val", "TOP_LAYERS": "top_layers", "LORA": "lora", "EPOCHS": "epochs",
+                "LR": "lr", "BATCH_SIZE": "batch_size", "MAX_STEPS": "max_steps", "SEED": "seed"}
+DEFAULTS = {"model": "flan-t5-base", "dataset": "movielens-small", "history_len": 5,
+            "history_genres": True, "max_users": None, "n_train": None, "n_val": 500,
+            "top_layers": None, "lora": False, "epochs": 1.0, "lr": 3e-4, "batch_size": 16,
+            "max_steps": None, "seed": 0}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m llmrec.finetune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="flan-t5-base")
+    p.add_argument("--preset", default=None,
+                   help="take the settings of a preset's notebook 03/04 (e.g. paper: lr 5e-5, "
+                        "batch 64, 50k steps); flags given here win")
+    p.add_argument("--model")
     p.add_argument("--head", choices=["classification", "regression"], default="regression")
-    p.add_argument("--dataset", default="movielens-small")
-    p.add_argument("--history-len", type=int, default=5)
-    p.add_argument("--history-genres", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--max-users", type=int, default=None)
-    p.add_argument("--n-train", type=int, default=None, help="default: every training example")
-    p.add_argument("--n-val", type=int, default=500)
-    p.add_argument("--top-layers", type=int, default=None,
+    p.add_argument("--dataset")
+    p.add_argument("--history-len", type=int)
+    p.add_argument("--history-genres", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--max-users", type=int)
+    p.add_argument("--n-train", type=int, help="default: every training example")
+    p.add_argument("--n-val", type=int)
+    p.add_argument("--top-layers", type=int,
                    help="decoder-only models: train only the top k layers from a cache")
-    p.add_argument("--lora", action="store_true")
+    p.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, help="the effective batch, over every process")
+    p.add_argument("--per-device-batch-size", type=int, default=None,
+                   help="at most this many examples per process and step (gradient accumulation "
+                        "makes up the rest)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: the launcher's mixed precision if it sets one, else bf16 on a GPU "
+                        "that has it and fp32 on the CPU")
+    p.add_argument("--seed", type=int)
     p.add_argument("--output-dir", required=True)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    settings = dict(DEFAULTS)
+    if args.preset:
+        settings.update(preset_settings(args.preset, args.head))
+    for key in DEFAULTS:
+        if getattr(args, key) is None:
+            setattr(args, key, settings[key])
+    return args
+
+
+def preset_settings(preset: str, head: str) -> dict:
+    """A preset's settings for notebook 03 (classification) or 04 (regression), as flags."""
+    from .course import load_preset
+
+    cfg = load_preset(preset)
+    notebook = "03_flan_t5_classification" if head == "classification" else "04_flan_t5_regression"
+    values = {**cfg["common"], **(cfg["notebooks"].get(notebook) or {})}
+    return {flag: values[name] for name, flag in PRESET_FLAGS.items() if name in values}
+
+
+def launcher_precision() -> str | None:
+    """The mixed precision `accelerate launch` was given (its config file or --mixed_precision)."""
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    return {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}.get(value) if value else None
+
+
+def choose_precision(requested: str, device, model_type: str) -> str:
+    """--precision, checked against the launcher's: DeepSpeed refuses a mismatch only after the
+    model is loaded ("ds bf16.enabled=True vs hf bf16=False")."""
+    from .training import pick_precision
+
+    launcher = launcher_precision()
+    if requested == "auto" and launcher:
+        return pick_precision(launcher, device, model_type)
+    chosen = pick_precision(requested, device, model_type)
+    if launcher and launcher != chosen:
+        flag = {"fp32": "no"}.get(chosen, chosen)
+        raise SystemExit(
+            f"error: --precision {requested} gives {chosen}, but accelerate launch was given mixed "
+            f"precision {launcher} (its config file or --mixed_precision). Give both the same: "
+            f"accelerate launch --mixed_precision {flag} … -m llmrec.finetune --precision {chosen}, "
+            "or leave --precision auto to follow the launcher.")
+    return chosen
 
 
 def main(argv=None) -> dict:
+    from accelerate import PartialState
+
+    from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
+    from .metrics import rating_metrics
+    from .splits import ensure_processed
+    from .training import pick_device, predict_dataset, seed_everything, train_with_trainer, \
+        training_arguments
+
     args = parse_args(argv)
+    state = PartialState()  # under accelerate launch or torchrun: joins the process group
     seed_everything(args.seed)
     out = Path(args.output_dir)
-    processed = ensure_processed(args.dataset, history_len=args.history_len,
-                                 max_users=args.max_users, seed=args.seed)
+    if state.is_main_process:
+        print("settings:", json.dumps({k: getattr(args, k) for k in DEFAULTS}), flush=True)
+    with state.main_process_first():  # one process builds (or downloads) the split, then the rest load it
+        processed = ensure_processed(args.dataset, history_len=args.history_len,
+                                     max_users=args.max_users, seed=args.seed,
+                                     verbose=state.is_main_process)
     train = processed.sample("train", args.n_train or None, args.seed)
     val = processed.sample("val", args.n_val, args.seed)
     test = processed.split("test")
 
     device = pick_device("auto")
+    model_type = "t5" if "t5" in str(args.model).lower() else ""  # refuses fp16 for T5, before loading
+    precision = choose_precision(args.precision, device, model_type)
+    # Before the model is loaded: under ZeRO-3 this is what makes from_pretrained load a shard.
+    training_args = training_arguments(
+        output_dir=out / "checkpoints", n_train=len(train), epochs=args.epochs, lr=args.lr,
+        batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
+        seed=args.seed, max_steps=args.max_steps, precision=precision,
+        processes=state.num_processes)
     lm = load_lm(args.model, seed=args.seed)
-    data = {name: make_dataset(lm, processed, df, top_layers=args.top_layers,
-                               history_genres=args.history_genres,
-                               name=f"{Path(args.model).name}-{name}-{len(df)}")
-            for name, df in (("train", train), ("val", val), ("test", test))}
+    with state.main_process_first():  # the layer cache, likewise
+        data = {name: make_dataset(lm, processed, df, top_layers=args.top_layers,
+                                   history_genres=args.history_genres,
+                                   name=f"{Path(args.model).name}-{name}-{len(df)}")
+                for name, df in (("train", train), ("val", val), ("test", test))}
     mean = float(processed.train_ratings()["rating"].mean())
-    model = build_rating_model(lm, args.head, top_layers=args.top_layers, lora=args.lora,
-                               lora_r=args.lora_r, init_rating=mean)
-    trainer, log = train_with_trainer(
-        model, data["train"], data["val"], collator_for(lm), output_dir=out / "checkpoints",
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-        max_steps=args.max_steps, precision=pick_precision(args.precision, device, lm.model_type))
+    build = dict(top_layers=args.top_layers, lora=args.lora, lora_r=args.lora_r, init_rating=mean)
+    model = build_rating_model(lm, args.head, **build)
+    trainer, log = train_with_trainer(model, data["train"], data["val"], collator_for(lm),
+                                      args=training_args)
+    # Every process takes part in gathering the weights (sharded under ZeRO-3 and FSDP); the
+    # main one then predicts and saves with a whole copy, alone, without collective calls.
+    one = state.num_processes == 1
+    weights = None if one else trainer.accelerator.get_state_dict(trainer.model_wrapped)
     metrics = {}
-    if trainer.is_world_process_zero():
-        pred, _ = predict_dataset(trainer.model, data["test"], collator_for(lm))
+    if state.is_main_process:
+        whole = model if one else whole_model(args, build, weights).to(device)
+        pred, _ = predict_dataset(whole, data["test"], collator_for(lm))
         metrics = rating_metrics(test["rating"].to_numpy(), pred)
-        base = model.merge_and_unload() if args.lora else model
+        test[["user_idx", "item_idx", "rating"]].assign(prediction=pred).to_csv(
+            out / "predictions.csv", index=False)
+        base = whole.merge_and_unload() if args.lora else whole
         save_rating_model(base, out / "model", meta={"top_layers": args.top_layers})
         (out / "metrics.json").write_text(json.dumps(
-            {"metrics": metrics, "args": vars(args), "log": log.to_dict("records")},
-            indent=2, default=str) + "\n")
+            {"metrics": metrics, "args": vars(args), "processes": state.num_processes,
+             "precision": precision, "effective_batch": args.batch_size,
+             "log": log.to_dict("records")}, indent=2, default=str) + "\n")
         print(json.dumps(metrics, indent=2))
+    state.wait_for_everyone()
     return metrics
+
+
+def whole_model(args, build: dict, weights: dict):
+    """A fresh model in this process, outside any sharding, holding the gathered `weights`."""
+    from .lm import build_rating_model, load_lm
+
+    try:  # from_pretrained must not partition this copy over processes that are not calling it
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+    except ImportError:
+        pass
+    model = build_rating_model(load_lm(args.model, seed=args.seed), args.head, **build)
+    model.load_state_dict(weights)  # strict: every trained weight, none missing
+    return model
 
 
 if __name__ == "__main__":

@@ -187,37 +187,68 @@ def _best_on_validation_callback():
     return BestOnValidation()
 
 
-def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_dir,
-                       epochs: float = 1.0, lr: float = 1e-4, batch_size: int = 16,
+def world_size() -> int:
+    """How many processes train together: WORLD_SIZE, which `accelerate launch` and torchrun set
+    (1 otherwise)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def sharded() -> bool:
+    """Does a launcher shard the weights (DeepSpeed ZeRO or FSDP, through accelerate's env)?"""
+    import os
+
+    return any(os.environ.get(k, "false").lower() == "true"
+               for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+
+
+def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: float = 1e-4,
+                       batch_size: int = 16, per_device_batch_size: int | None = None,
                        eval_batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
                        eval_points: int = 8, precision: str = "fp32", weight_decay: float = 0.0,
                        warmup_ratio: float = 0.05, save_checkpoints: bool = False,
-                       resume: bool = False, keep_best: bool = True, **extra_args):
-    """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
-    checkpoints and resume come from there. Returns the trainer and its log as a DataFrame
-    (step, loss, eval_loss). The same call runs under `accelerate launch` on several GPUs;
-    `extra_args` go to TrainingArguments (e.g. deepspeed="configs/deepspeed/zero3.json").
-    With `keep_best` (single process) the weights of the best validation loss are restored at
-    the end, like the early stopping of the baselines.
-    """
-    from transformers import Trainer, TrainingArguments
+                       keep_best: bool = True, processes: int | None = None, **extra_args):
+    """transformers' TrainingArguments for `n_train` examples, the same schedule on any number of
+    processes: `batch_size` is the effective batch (the paper's 64), split over the processes
+    and, past `per_device_batch_size` examples per process, over gradient-accumulation steps; the
+    warm-up and the evaluation points count optimiser steps, so they do not move either.
 
-    steps_per_epoch = max(1, -(-len(train_dataset) // batch_size))
+    Create it before loading the model: under DeepSpeed ZeRO-3 its creation is what lets
+    from_pretrained load each process's shard only. `keep_best` with sharded weights (ZeRO-3,
+    FSDP) keeps the best evaluation through the Trainer's checkpoints (load_best_model_at_end);
+    otherwise `train_with_trainer` keeps it in memory."""
+    from transformers import TrainingArguments
+
+    processes = processes or world_size()
+    per_device = per_device_batch_size or max(1, batch_size // processes)
+    if batch_size % (per_device * processes):
+        raise ValueError(
+            f"batch_size {batch_size} is not a multiple of {processes} process(es) x "
+            f"{per_device} examples per process: choose a batch size (or per-device batch size) "
+            "that divides evenly, so that every process takes the same share")
+    accumulation = batch_size // (per_device * processes)
+    steps_per_epoch = max(1, -(-n_train // batch_size))
     total = max_steps or int(steps_per_epoch * epochs)
     every = max(1, total // eval_points)
-    args = TrainingArguments(
+    best_by_checkpoints = keep_best and sharded()
+    return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=epochs,
         max_steps=max_steps or -1,
         learning_rate=lr,
         weight_decay=weight_decay,
         warmup_steps=int(warmup_ratio * total),
-        per_device_train_batch_size=batch_size,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
         per_device_eval_batch_size=eval_batch_size,
         eval_strategy="steps", eval_steps=every,
         logging_strategy="steps", logging_steps=every,
-        save_strategy="steps" if save_checkpoints else "no", save_steps=every,
+        save_strategy="steps" if save_checkpoints or best_by_checkpoints else "no",
+        save_steps=every,
         save_total_limit=2,
+        load_best_model_at_end=best_by_checkpoints,
+        metric_for_best_model="eval_loss" if best_by_checkpoints else None,
         bf16=precision == "bf16", fp16=precision == "fp16",
         seed=seed, data_seed=seed,
         report_to=[],
@@ -225,9 +256,28 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
         dataloader_num_workers=0,
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,  # every trained parameter is used: no extra pass
         **extra_args,
     )
-    callbacks = [_best_on_validation_callback()] if keep_best and args.world_size == 1 else []
+
+
+def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_dir=None,
+                       args=None, resume: bool = False, keep_best: bool = True, **settings):
+    """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
+    checkpoints and resume come from there. Returns the trainer and its log as a DataFrame
+    (step, loss, eval_loss). `args`: TrainingArguments from `training_arguments` (or made here
+    from `settings`: epochs, lr, batch_size, max_steps, precision, …). The same call runs under
+    `accelerate launch` on several processes. With `keep_best` the weights of the best
+    validation loss are restored at the end, like the early stopping of the baselines (kept in
+    memory; with sharded weights, through the Trainer's checkpoints).
+    """
+    from transformers import Trainer
+
+    if args is None:
+        args = training_arguments(output_dir=output_dir, n_train=len(train_dataset),
+                                  keep_best=keep_best, **settings)
+    in_memory = keep_best and not args.load_best_model_at_end
+    callbacks = [_best_on_validation_callback()] if in_memory else []
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
                       eval_dataset=eval_dataset, data_collator=collator, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=True if resume else None)
