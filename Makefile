@@ -44,7 +44,13 @@ models: $(STAMP)
 course: $(STAMP)
 	$(PY) -m llmrec course --preset $(PRESET)
 
-test: $(STAMP)
+# The scale-out test's optional dependency (DeepSpeed, for ZeRO-3 on CPU processes)
+SCALE := $(VENV)/.installed-scale
+$(SCALE): $(STAMP)
+	$(PY) -m pip install -c requirements.lock -e ".[scale]"
+	touch $(SCALE)
+
+test: $(STAMP) $(SCALE)
 	$(PY) -m llmrec test
 
 test-unit: $(STAMP)

@@ -120,10 +120,11 @@ def main(argv=None) -> dict:
     from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
     from .metrics import rating_metrics
     from .splits import ensure_processed
-    from .training import pick_device, predict_dataset, seed_everything, train_with_trainer, \
-        training_arguments
+    from .training import fsdp_on_cpu_processes, pick_device, predict_dataset, seed_everything, \
+        train_with_trainer, training_arguments
 
     args = parse_args(argv)
+    fsdp_on_cpu_processes()
     state = PartialState()  # under accelerate launch or torchrun: joins the process group
     seed_everything(args.seed)
     out = Path(args.output_dir)

@@ -203,6 +203,36 @@ def sharded() -> bool:
                for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
 
 
+def fsdp_on_cpu_processes() -> None:
+    """Let accelerate's FSDP run on CPU processes (gloo), as the kit's tests do.
+
+    accelerate 1.x chooses FSDP only on GPU-like devices: on CPU processes it silently trains
+    plain DDP with the FSDP config, nothing sharded. torch's FSDP2 (`fully_shard`) itself runs
+    on CPU with gloo, so when the launcher asked for FSDP and there is no GPU, this makes the
+    accelerator state do what it does for GPUs — set the distributed type to FSDP and keep the
+    plugin — and everything after (wrapping each block, gathering the state dict) is
+    accelerate's own code. A no-op with a GPU, and without an FSDP launch."""
+    import os
+
+    from accelerate.state import AcceleratorState, DistributedType, PartialState
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or torch.cuda.is_available():
+        return
+    if getattr(AcceleratorState, "_kit_fsdp_on_cpu", False):
+        return
+    original = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as accelerate does
+
+    AcceleratorState.__init__ = init
+    AcceleratorState._kit_fsdp_on_cpu = True
+
+
 def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: float = 1e-4,
                        batch_size: int = 16, per_device_batch_size: int | None = None,
                        eval_batch_size: int = 64, seed: int = 0, max_steps: int | None = None,
@@ -261,6 +291,36 @@ def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: flo
     )
 
 
+def without_shared_copies(state_dict: dict) -> dict:
+    """A state dict with each tensor once: T5 ties its embeddings and LM head (four names, one
+    tensor), which safetensors refuses to save twice. The names kept are the first of each."""
+    seen, out = set(), {}
+    for name, tensor in state_dict.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+               tensor.dtype) if tensor.device.type != "meta" else name
+        if key not in seen:
+            seen.add(key)
+            out[name] = tensor
+    return out
+
+
+def _trainer_class():
+    """transformers' Trainer, saving the kit's models (a RatingModel is no PreTrainedModel, so the
+    Trainer saves its bare state dict) with tied weights once: its checkpoints, which keeping the
+    best evaluation under ZeRO-3 or FSDP needs, crashed on T5's shared embeddings."""
+    from transformers import Trainer
+
+    class KitTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            if state_dict is None and self.args.should_save:
+                state_dict = self.model.state_dict()
+            if state_dict is not None:
+                state_dict = without_shared_copies(state_dict)
+            super()._save(output_dir, state_dict=state_dict)
+
+    return KitTrainer
+
+
 def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_dir=None,
                        args=None, resume: bool = False, keep_best: bool = True, **settings):
     """Fine-tune with transformers' Trainer: progress bars, evaluation during training,
@@ -271,18 +331,19 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
     validation loss are restored at the end, like the early stopping of the baselines (kept in
     memory; with sharded weights, through the Trainer's checkpoints).
     """
-    from transformers import Trainer
-
     if args is None:
         args = training_arguments(output_dir=output_dir, n_train=len(train_dataset),
                                   keep_best=keep_best, **settings)
     in_memory = keep_best and not args.load_best_model_at_end
     callbacks = [_best_on_validation_callback()] if in_memory else []
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset,
-                      eval_dataset=eval_dataset, data_collator=collator, callbacks=callbacks)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_dataset,
+                                     eval_dataset=eval_dataset, data_collator=collator, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=True if resume else None)
     if callbacks and callbacks[0].state is not None:
         trainer.state.log_history.append({"best_eval_loss": callbacks[0].best,
+                                          "step": trainer.state.global_step})
+    elif args.load_best_model_at_end and trainer.state.best_metric is not None:
+        trainer.state.log_history.append({"best_eval_loss": trainer.state.best_metric,
                                           "step": trainer.state.global_step})
     log = pd.DataFrame(trainer.state.log_history)
     return trainer, log
