@@ -134,3 +134,31 @@ def test_two_cpu_processes_match_one_process(tmp_path, single, cache, way):
     assert log["best_eval_loss"].notna().sum() == 1  # the best weights restored, as in one process
     assert abs(metrics["metrics"]["rmse"] - single[1]["metrics"]["rmse"]) < RMSE_TOLERANCE
     assert len(list((cache / "processed").iterdir())) == 1  # one split, built once
+
+
+def test_preset_paper_gives_the_papers_settings_and_a_flag_wins():
+    """README's XXL command ran with the script's defaults (lr 3e-4, batch 16, one epoch)."""
+    from llmrec.finetune import parse_args
+
+    args = parse_args(["--preset", "paper", "--output-dir", "x"])
+    assert (args.lr, args.batch_size, args.max_steps, args.model) == (5e-5, 64, 50_000, "flan-t5-base")
+    assert (args.dataset, args.history_len) == ("ml-1m", 10)
+    args = parse_args(["--preset", "paper", "--model", "flan-t5-xxl", "--lr", "1e-4", "--output-dir", "x"])
+    assert (args.model, args.lr, args.batch_size) == ("flan-t5-xxl", 1e-4, 64)
+    assert parse_args(["--output-dir", "x"]).lr == 3e-4  # without a preset: the script's defaults
+
+
+def test_a_precision_that_contradicts_the_launcher_is_refused_before_loading(monkeypatch):
+    """ZeRO-3 with the config's bf16 and --precision fp32 failed after loading the model with
+    'ds bf16.enabled=True vs hf bf16=False'."""
+    import torch
+
+    from llmrec.finetune import choose_precision
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    cpu = torch.device("cpu")
+    assert choose_precision("auto", cpu, "t5") == "bf16"  # auto follows the launcher
+    with pytest.raises(SystemExit, match="--mixed_precision no"):
+        choose_precision("fp32", cpu, "t5")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert choose_precision("auto", cpu, "t5") == "fp32"

@@ -173,6 +173,7 @@ def test_processes_building_the_same_split_at_once_all_get_it(tmp_path):
     with multiprocessing.get_context("spawn").Pool(6) as pool:
         sizes = pool.map(_build_split, [str(tmp_path)] * 6)
     assert len(set(sizes)) == 1 and sizes[0] > 0
+    assert len(list((tmp_path / "processed").iterdir())) == 1  # one processed split
     leftovers = [p.name for p in tmp_path.rglob("*.part")] + [p.name for p in tmp_path.rglob("*.old")]
     assert leftovers == []
 

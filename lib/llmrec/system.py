@@ -117,4 +117,38 @@ def check_requirements(preset: dict) -> list[Check]:
             checks.append(Check(what, True, str(locate_packaged_model(alias))))
         except (FileNotFoundError, ValueError) as e:
             checks.append(Check(what, False, str(e)))
+    hub = hub_models(preset)
+    if hub:
+        import torch
+
+        from .lm import check_model
+
+        for name in hub:  # from the local cache, a folder, or a reachable hub: seconds, no download
+            try:
+                where = check_model(name)
+                how = "local" if where["local_only"] else "to download from the hub"
+                checks.append(Check(f"model {name}", True, f"{where['source']} ({how})"))
+            except OSError as e:
+                checks.append(Check(f"model {name}", False, str(e)))
+        gpu = torch.cuda.is_available()
+        checks.append(Check("a GPU", gpu, torch.cuda.get_device_name(0) if gpu else (
+            f"none: {preset['name']} fine-tunes {', '.join(hub)} for thousands of steps, which "
+            "takes days to weeks on a CPU. Run it on a machine with a CUDA GPU (README: "
+            "'Language models: offline on a CPU, from the hub on a GPU').")))
     return checks
+
+
+def hub_models(preset: dict) -> list[str]:
+    """The models a preset names (every *MODEL / *MODELS parameter) that are neither tiny test
+    models nor packaged offline ones: what must come from the hub or a local folder."""
+    from .lm import TINY_MODELS
+
+    names = []
+    for values in [preset.get("common") or {}, *(preset.get("notebooks") or {}).values()]:
+        for key, value in (values or {}).items():
+            if not key.endswith(("MODEL", "MODELS")) or value is None:
+                continue
+            for name in value if isinstance(value, (list, dict)) else [value]:
+                if name not in TINY_MODELS and name not in PACKAGED_MODELS and name not in names:
+                    names.append(str(name))
+    return names
