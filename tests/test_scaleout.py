@@ -162,3 +162,13 @@ def test_a_precision_that_contradicts_the_launcher_is_refused_before_loading(mon
         choose_precision("fp32", cpu, "t5")
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
     assert choose_precision("auto", cpu, "t5") == "fp32"
+
+
+def test_readme_states_what_the_scale_out_test_checks():
+    readme = " ".join((repo_root() / "README.md").read_text().split())
+    assert f"its test RMSE is within {RMSE_TOLERANCE} of the single-process run's" in readme
+    assert all(f"--config_file configs/accelerate/{c}" in readme for c in ("deepspeed_zero3.yaml", "fsdp_t5.yaml"))
+    from llmrec.finetune import preset_settings
+    paper = preset_settings("paper", "regression")
+    assert f"lr {paper['lr']:.0e}".replace("e-05", "e-5") in readme
+    assert f"batch {paper['batch_size']}, {paper['max_steps'] // 1000}k steps" in readme
