@@ -44,13 +44,7 @@ models: $(STAMP)
 course: $(STAMP)
 	$(PY) -m llmrec course --preset $(PRESET)
 
-# The scale-out test's optional dependency (DeepSpeed, for ZeRO-3 on CPU processes)
-SCALE := $(VENV)/.installed-scale
-$(SCALE): $(STAMP)
-	$(PY) -m pip install -c requirements.lock -e ".[scale]"
-	touch $(SCALE)
-
-test: $(STAMP) $(SCALE)
+test: $(STAMP)
 	$(PY) -m llmrec test
 
 test-unit: $(STAMP)

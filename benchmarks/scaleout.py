@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT / "tests"))
-from test_scaleout import COMMON, LAUNCHERS  # noqa: E402 - the tests' exact settings
+from test_scaleout import COMMON, LAUNCHERS
 
 
 def run(way: str, launcher: list[str], out: Path, cache: Path) -> dict:

@@ -132,3 +132,17 @@ def test_a_preset_path_relative_to_here_reaches_the_runner_whole(tmp_path, monke
     monkeypatch.setattr(cli, "_run", lambda *a: seen.append(a) or 0)
     assert main(["course", "--preset", "exp/mine.yaml"]) == 0
     assert str(tmp_path / "exp" / "mine.yaml") in seen[-1]
+
+
+def test_the_test_command_installs_the_scale_out_dependency_first(monkeypatch):
+    import importlib.util
+
+    import llmrec.__main__ as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_run", lambda *a: seen.append(a) or 0)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))
+    assert main(["test", "-k", "nothing"]) == 0
+    assert seen[0] == ("-m", "pip", "install", "-c", "requirements.lock", "deepspeed")
+    assert seen[1][:2] == ("-m", "pytest")

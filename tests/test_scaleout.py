@@ -29,12 +29,12 @@ CONFIGS = repo_root() / "configs" / "accelerate"
 
 
 def deepspeed_or_skip():
-    """DeepSpeed is the scale-out test's optional dependency (`make test` installs it): skipped
-    without it, except under CI, where it must run."""
+    """DeepSpeed is the scale-out test's optional dependency (`python -m llmrec test` installs
+    it): skipped without it, except under CI, where it must run."""
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        why = "deepspeed is not installed: pip install -c requirements.lock -e '.[scale]' (make test does)"
+        why = "deepspeed is not installed: pip install -c requirements.lock deepspeed (python -m llmrec test does)"
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)

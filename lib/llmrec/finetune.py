@@ -120,8 +120,14 @@ def main(argv=None) -> dict:
     from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
     from .metrics import rating_metrics
     from .splits import ensure_processed
-    from .training import fsdp_on_cpu_processes, pick_device, predict_dataset, seed_everything, \
-        train_with_trainer, training_arguments
+    from .training import (
+        fsdp_on_cpu_processes,
+        pick_device,
+        predict_dataset,
+        seed_everything,
+        train_with_trainer,
+        training_arguments,
+    )
 
     args = parse_args(argv)
     fsdp_on_cpu_processes()
@@ -154,7 +160,7 @@ def main(argv=None) -> dict:
                                    name=f"{Path(args.model).name}-{name}-{len(df)}")
                 for name, df in (("train", train), ("val", val), ("test", test))}
     mean = float(processed.train_ratings()["rating"].mean())
-    build = dict(top_layers=args.top_layers, lora=args.lora, lora_r=args.lora_r, init_rating=mean)
+    build = {"top_layers": args.top_layers, "lora": args.lora, "lora_r": args.lora_r, "init_rating": mean}
     model = build_rating_model(lm, args.head, **build)
     trainer, log = train_with_trainer(model, data["train"], data["val"], collator_for(lm),
                                       args=training_args)
