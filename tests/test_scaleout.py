@@ -127,6 +127,8 @@ def test_two_cpu_processes_match_one_process(tmp_path, single, cache, way):
     out = tmp_path / way
     metrics = finetune(out, cache, LAUNCHERS[way])
     assert metrics["processes"] == 2 and metrics["effective_batch"] == 8
+    # ZeRO-3's load-time sharding applies (load_lm ran before TrainingArguments: it never did)
+    assert metrics["zero3_sharded_loading"] == (way == "zero3")
     check_saved_model(out, metrics)
     log, log1 = pd.DataFrame(metrics["log"]), pd.DataFrame(single[1]["log"])
     evaluated = log.dropna(subset=["eval_loss"])["step"].tolist()

@@ -153,6 +153,9 @@ def main(argv=None) -> dict:
         batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         seed=args.seed, max_steps=args.max_steps, precision=precision,
         processes=state.num_processes)
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    sharded_loading = is_deepspeed_zero3_enabled()  # from_pretrained loads a shard per process
     lm = load_lm(args.model, seed=args.seed)
     with state.main_process_first():  # the layer cache, likewise
         data = {name: make_dataset(lm, processed, df, top_layers=args.top_layers,
@@ -180,6 +183,7 @@ def main(argv=None) -> dict:
         (out / "metrics.json").write_text(json.dumps(
             {"metrics": metrics, "args": vars(args), "processes": state.num_processes,
              "precision": precision, "effective_batch": args.batch_size,
+             "zero3_sharded_loading": sharded_loading,
              "log": log.to_dict("records")}, indent=2, default=str) + "\n")
         print(json.dumps(metrics, indent=2))
     state.wait_for_everyone()
