@@ -25,12 +25,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from test_scaleout import COMMON, LAUNCHERS
 
 
-def run(way: str, launcher: list[str], out: Path, cache: Path) -> dict:
+def run(way: str, launcher: list[str], out: Path, cache: Path, extra=()) -> dict:
     env = dict(os.environ, LLMREC_DATA_DIR=str(cache), OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false")
     head = [sys.executable, "-m", "accelerate.commands.launch", *launcher] if launcher else [sys.executable]
     start = time.perf_counter()
-    proc = subprocess.run([*head, "-m", "llmrec.finetune", *COMMON, "--output-dir", str(out)],
+    proc = subprocess.run([*head, "-m", "llmrec.finetune", *COMMON, *extra, "--output-dir", str(out)],
                           env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if proc.returncode:
@@ -45,8 +45,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="llmrec-scaleout-"))
     cache = tmp / "cache"
     rows = [run("one process", [], tmp / "one", cache)]
-    for way, launcher in LAUNCHERS.items():
-        rows.append(run(way, launcher, tmp / way, cache))
+    for way, (launcher, extra, _) in LAUNCHERS.items():
+        rows.append(run(way, launcher, tmp / way, cache, extra))
         print(rows[-1], flush=True)
     base = rows[0]["rmse"]
     lines = ["| way | processes | test RMSE | minus one process | wall s |", "|---|---|---|---|---|"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 # What --preset takes from a preset's notebook 03 (classification) or 04 (regression), and the
@@ -100,7 +101,10 @@ def choose_precision(requested: str, device, model_type: str) -> str:
     model is loaded ("ds bf16.enabled=True vs hf bf16=False")."""
     from .training import pick_precision
 
-    launcher = launcher_precision()
+    # Only DeepSpeed holds the Trainer to the launcher's precision; for DDP and FSDP the Trainer
+    # passes its own to accelerate (a bare `--multi_gpu` launch says "no" without being asked).
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    launcher = launcher_precision() if deepspeed else None
     if requested == "auto" and launcher:
         return pick_precision(launcher, device, model_type)
     chosen = pick_precision(requested, device, model_type)
@@ -115,6 +119,7 @@ def choose_precision(requested: str, device, model_type: str) -> str:
 
 
 def main(argv=None) -> dict:
+    import torch
     from accelerate import PartialState
 
     from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
@@ -125,13 +130,21 @@ def main(argv=None) -> dict:
         pick_device,
         predict_dataset,
         seed_everything,
+        sharded,
         train_with_trainer,
         training_arguments,
     )
 
     args = parse_args(argv)
     fsdp_on_cpu_processes()
-    state = PartialState()  # under accelerate launch or torchrun: joins the process group
+    # under accelerate launch or torchrun: joins the process group. The timeout is how long the
+    # other processes wait while the main one works alone (builds the split, saves the model)
+    # On CPU processes accelerate joins the group only when told `cpu` (else it reports one
+    # process until TrainingArguments exist: every rank was "main" and took the whole batch);
+    # DeepSpeed brings its own CPU accelerator and must not be told.
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    state = PartialState(cpu=not torch.cuda.is_available() and not deepspeed,
+                         timeout=timedelta(hours=2))
     seed_everything(args.seed)
     out = Path(args.output_dir)
     if state.is_main_process:
@@ -152,7 +165,10 @@ def main(argv=None) -> dict:
         output_dir=out / "checkpoints", n_train=len(train), epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, per_device_batch_size=args.per_device_batch_size,
         seed=args.seed, max_steps=args.max_steps, precision=precision,
-        processes=state.num_processes)
+        # WORLD_SIZE, from the launcher: under DeepSpeed on CPU accelerate reports one process
+        # until TrainingArguments exist (its main_process_first above is then a no-op, and the
+        # shared folders of llmrec.io keep the ranks from tripping over each other)
+        processes=int(os.environ.get("WORLD_SIZE", state.num_processes)))
     from transformers.integrations import is_deepspeed_zero3_enabled
 
     sharded_loading = is_deepspeed_zero3_enabled()  # from_pretrained loads a shard per process
@@ -165,29 +181,71 @@ def main(argv=None) -> dict:
     mean = float(processed.train_ratings()["rating"].mean())
     build = {"top_layers": args.top_layers, "lora": args.lora, "lora_r": args.lora_r, "init_rating": mean}
     model = build_rating_model(lm, args.head, **build)
+    tied = tied_names(model)  # before sharding rewraps the parameters
     trainer, log = train_with_trainer(model, data["train"], data["val"], collator_for(lm),
                                       args=training_args)
-    # Every process takes part in gathering the weights (sharded under ZeRO-3 and FSDP); the
-    # main one then predicts and saves with a whole copy, alone, without collective calls.
-    one = state.num_processes == 1
-    weights = None if one else trainer.accelerator.get_state_dict(trainer.model_wrapped)
     metrics = {}
+    targs = trainer.args
+    run = {"processes": state.num_processes, "precision": precision,
+           "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
+           "effective_batch": targs.per_device_train_batch_size * state.num_processes
+           * targs.gradient_accumulation_steps,
+           "zero3_sharded_loading": sharded_loading}
+    if not sharded():
+        # one process or DDP: the trained model is whole in every process; the main one predicts
+        # and saves it alone (the unwrapped module calls no collective)
+        if state.is_main_process:
+            pred, _ = predict_dataset(model, data["test"], collator_for(lm))
+            base = model.merge_and_unload() if args.lora else model
+            save_rating_model(base, out / "model", meta={"top_layers": args.top_layers})
+    else:
+        # ZeRO-3 / FSDP: every process predicts its share with the sharded model (outputs
+        # gathered), and takes part in gathering the weights, which only the main one receives
+        # and writes — no second copy of the model anywhere
+        scores = torch.as_tensor(trainer.predict(data["test"]).predictions)
+        pred = (scores.float().softmax(-1) @ torch.arange(1.0, 6.0) if args.head == "classification"
+                else scores.float().reshape(-1)).numpy()
+        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        if state.is_main_process:
+            if args.lora:  # merging the adapters needs the model: build one whole copy
+                whole = whole_model(args, build, weights).merge_and_unload()
+                save_rating_model(whole, out / "model", meta={"top_layers": args.top_layers})
+            else:
+                save_rating_weights(model, weights, tied, out / "model",
+                                    meta={"top_layers": args.top_layers})
     if state.is_main_process:
-        whole = model if one else whole_model(args, build, weights).to(device)
-        pred, _ = predict_dataset(whole, data["test"], collator_for(lm))
         metrics = rating_metrics(test["rating"].to_numpy(), pred)
         test[["user_idx", "item_idx", "rating"]].assign(prediction=pred).to_csv(
             out / "predictions.csv", index=False)
-        base = whole.merge_and_unload() if args.lora else whole
-        save_rating_model(base, out / "model", meta={"top_layers": args.top_layers})
         (out / "metrics.json").write_text(json.dumps(
-            {"metrics": metrics, "args": vars(args), "processes": state.num_processes,
-             "precision": precision, "effective_batch": args.batch_size,
-             "zero3_sharded_loading": sharded_loading,
-             "log": log.to_dict("records")}, indent=2, default=str) + "\n")
+            {"metrics": metrics, "args": vars(args), **run, "log": log.to_dict("records")},
+            indent=2, default=str) + "\n")
         print(json.dumps(metrics, indent=2))
     state.wait_for_everyone()
     return metrics
+
+
+def tied_names(model) -> set[str]:
+    """The names of parameters that are another's (T5's embeddings and LM head are one tensor
+    under four names): all but the first of each group."""
+    names = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return {n for group in names.values() for n in group[1:]}
+
+
+def save_rating_weights(model, weights: dict, tied: set[str], folder: Path, meta: dict) -> None:
+    """Write gathered `weights` as lm.save_rating_model writes a model (lm.load_rating_model reads
+    it): each tied group stored once, by its first name (`tied`: the others)."""
+    from safetensors.torch import save_file
+
+    from .io import atomic_dir
+
+    info = {"model_name": model.model_name, "family": model.family, "head": model.head, **meta}
+    with atomic_dir(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items() if k not in tied},
+                  str(tmp / "rating_model.safetensors"), metadata={"format": "pt"})
+        (tmp / "rating_model.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def whole_model(args, build: dict, weights: dict):

@@ -406,6 +406,9 @@ class RatingModel(nn.Module):
             self.decoder_start = lm.model.config.decoder_start_token_id
         else:
             self.backbone = body if body is not None else lm.model.base_model
+            pooler = getattr(self.backbone, "pooler", None)  # BERT's: never called here
+            if isinstance(pooler, nn.Module):
+                pooler.requires_grad_(False)  # (DDP refuses trained parameters without a gradient)
         self.rating_ids = rating_token_ids(lm.tokenizer) if head == "classification" else None
         if head == "classification":
             self.register_buffer("rating_values", torch.arange(1.0, 6.0))

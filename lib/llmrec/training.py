@@ -226,6 +226,8 @@ def fsdp_on_cpu_processes() -> None:
         original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
         if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
             self.distributed_type = DistributedType.FSDP
+            if self._mixed_precision != "no":
+                fsdp_plugin.set_mixed_precision(self._mixed_precision)
             self.fsdp_plugin = fsdp_plugin
             PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as accelerate does
 
@@ -251,13 +253,14 @@ def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: flo
     from transformers import TrainingArguments
 
     processes = processes or world_size()
-    per_device = per_device_batch_size or max(1, batch_size // processes)
-    if batch_size % (per_device * processes):
+    if batch_size % processes:
         raise ValueError(
-            f"batch_size {batch_size} is not a multiple of {processes} process(es) x "
-            f"{per_device} examples per process: choose a batch size (or per-device batch size) "
+            f"batch_size {batch_size} is not a multiple of {processes} process(es): choose one "
             "that divides evenly, so that every process takes the same share")
-    accumulation = batch_size // (per_device * processes)
+    share = batch_size // processes
+    cap = per_device_batch_size or share  # at most this many per process and step
+    per_device = max(d for d in range(1, min(cap, share) + 1) if share % d == 0)
+    accumulation = share // per_device
     steps_per_epoch = max(1, -(-n_train // batch_size))
     total = max_steps or int(steps_per_epoch * epochs)
     every = max(1, total // eval_points)
@@ -286,7 +289,8 @@ def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: flo
         dataloader_num_workers=0,
         disable_tqdm=False,
         use_cpu=not torch.cuda.is_available(),
-        ddp_find_unused_parameters=False,  # every trained parameter is used: no extra pass
+        ddp_find_unused_parameters=False,  # every trained parameter is used (RatingModel freezes
+        # what it never calls, e.g. BERT's pooler): no extra pass per step
         **extra_args,
     )
 
@@ -338,6 +342,11 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
     callbacks = [_best_on_validation_callback()] if in_memory else []
     trainer = _trainer_class()(model=model, args=args, train_dataset=train_dataset,
                                      eval_dataset=eval_dataset, data_collator=collator, callbacks=callbacks)
+    if sharded() and str(trainer.accelerator.distributed_type).split(".")[-1] not in ("FSDP", "DEEPSPEED"):
+        raise RuntimeError(  # never again a sharded config that silently trains DDP
+            f"the launcher asked for sharded weights but accelerate set up "
+            f"{trainer.accelerator.distributed_type}: this accelerate version is not supported "
+            "for FSDP/ZeRO-3 here; see README, 'Scaling past one GPU'")
     trainer.train(resume_from_checkpoint=True if resume else None)
     if callbacks and callbacks[0].state is not None:
         trainer.state.log_history.append({"best_eval_loss": callbacks[0].best,
