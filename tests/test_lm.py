@@ -19,6 +19,7 @@ from llmrec.lm import (
     load_rating_model,
     make_dataset,
     rating_token_ids,
+    rating_token_share,
     save_rating_model,
 )
 from llmrec.prompts import average_lines
@@ -287,6 +288,33 @@ def test_chat_template_and_demonstrations(tiny):
     assert text.index("D1") < text.index("<|im_start|>assistant\n4") < text.index("Q?")
     assert text.endswith("<|im_start|>assistant\n")
     assert format_prompts(tiny["tiny-t5"], ["Q?"], [("D1", 4)]) == ["D1\nAnswer: 4\n\nQ?\nAnswer:"]
+
+
+def test_an_answer_prefix_opens_the_chat_models_answer(tiny):
+    lm = tiny["tiny-llama"]
+    text = format_prompts(lm, ["Q?"], answer_prefix="Rating: ")[0]
+    assert text.endswith("<|im_start|>assistant\nRating: ")
+    assert lm.tokenizer.convert_ids_to_tokens(encode(lm, [text])[0])[-1] == "Ġ"  # the digit comes next
+    with pytest.raises(ValueError, match="no chat template.*leave answer_prefix empty"):
+        format_prompts(tiny["tiny-t5"], ["Q?"], answer_prefix="Rating: ")
+
+
+def test_rating_token_share_is_the_rating_tokens_probability_in_the_whole_vocabulary(tiny, synthetic):
+    lm = tiny["tiny-llama"]
+    processed = build_processed(synthetic, history_len=2)
+    examples = processed.split("test").iloc[:5]
+    ds = make_dataset(lm, processed, examples)
+    model = build_rating_model(lm, "classification")
+    share = rating_token_share(model, lm, ds, collator_for(lm), batch_size=2)
+    # by hand: the whole model's next-token distribution after each prompt
+    for i in range(len(examples)):
+        ids = torch.tensor([ds[i]["input_ids"]])
+        with torch.no_grad():
+            p = lm.model(input_ids=ids).logits[0, -1].softmax(-1)
+        assert share[i] == pytest.approx(float(p[rating_token_ids(lm.tokenizer)].sum()), rel=1e-4)
+    assert ((share > 0) & (share < 1)).all()
+    with pytest.raises(ValueError, match="decoder-only classification"):
+        rating_token_share(build_rating_model(lm, "regression"), lm, ds, collator_for(lm))
 
 
 def test_trainer_fine_tuning_is_deterministic_and_learns(tmp_path, synthetic):

@@ -216,3 +216,20 @@ def test_readme_prose_numbers_are_the_presets_and_the_rules():
     laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["06_once_dire"]
     assert laptop["EPOCHS"] == 1 and f"{laptop['MAX_TRAIN']:,} training samples for one epoch" in text
     assert f"the {MATCH_MARGIN} that \"matches\" allows" in text
+
+
+def test_zero_shot_claim_reads_the_way_whose_answers_are_ratings():
+    """03 scores zero-shot two ways; the claim reads the one where the rating tokens hold the most
+    probability (chosen without a rating), whatever the test RMSEs say, and names the other."""
+    records = _kang()
+    records["04_flan_t5_regression"]["zero_shot_vs_mf"] = {
+        "zero-shot": {"zero_shot": 1.98, "mf": 0.95, "low": 0.7, "high": 1.2, "n_users": 100, "rating_token_share": 0.09},
+        "zero-shot, answer opened with 'Rating:'": {"zero_shot": 1.08, "mf": 0.95, "low": 0.03, "high": 0.25,
+                                                     "n_users": 100, "rating_token_share": 0.97}}
+    row = claims(records).set_index("claim").loc["kang2023.zero_shot_worse_than_mf"]
+    assert row.value == pytest.approx(0.13) and row.verdict == "reproduced"
+    assert row.why.startswith("zero-shot, answer opened with 'Rating:' (the rating tokens hold 97%")
+    assert "zero-shot (the rating tokens hold 9% of its next-token probability): 1.980" in row.why
+    # the opened answer, now within MF's noise: inconclusive, although the other way is far worse
+    records["04_flan_t5_regression"]["zero_shot_vs_mf"]["zero-shot, answer opened with 'Rating:'"].update(low=-0.05, high=0.2)
+    assert claims(records).set_index("claim").loc["kang2023.zero_shot_worse_than_mf"].verdict == "inconclusive"

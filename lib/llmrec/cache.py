@@ -257,7 +257,8 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
                   verbose: bool = True) -> list[torch.Tensor]:
     """compute_hidden, stored on disk with a manifest (model weights, layer, token ids, dtype,
     autocast): a later call with the same inputs loads it, whatever `name` it gives (the name
-    only labels the folder; notebooks 03, 04 and 05 share one cache of the same prompts);
+    only labels the folder; notebooks 03, 04 and 05 share one cache of the same prompts; the
+    folder, processed_dir()/layer-cache/<name>-<digest>, is not printed: one short line each);
     anything different (another template, layer, model or set of examples) builds a new one. A damaged cache (unreadable, or a wrong
     count or shape of states) is rebuilt, never used."""
     key = cache_key(lm, top_layers, encodings, dtype, autocast)
@@ -273,7 +274,7 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
         hidden = None
     if hidden is not None:
         if verbose:
-            print(f"{name}: loaded {len(hidden):,} cached states from {path}")
+            print(f"{name}: {len(hidden):,} states loaded from the layer cache")
         return hidden
     start = time.perf_counter()
     hidden = compute_hidden(lm, top_layers, encodings, batch_size, dtype, desc=f"caching {name}",
@@ -287,5 +288,5 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
             indent=2) + "\n")
     if verbose:
         print(f"{name}: cached {len(hidden):,} examples ({tokens:,} tokens) in {seconds:.0f} s "
-              f"({tokens / max(seconds, 1e-9):,.0f} tokens/s) -> {path}")
+              f"({tokens / max(seconds, 1e-9):,.0f} tokens/s), kept in the layer cache")
     return hidden

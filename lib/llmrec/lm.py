@@ -330,11 +330,18 @@ def rating_token_ids(tokenizer) -> list[int]:
 
 
 def format_prompts(lm: LoadedLM, prompts: list[str],
-                   demonstrations: list[tuple[str, int]] | None = None) -> list[str]:
+                   demonstrations: list[tuple[str, int]] | None = None,
+                   answer_prefix: str = "") -> list[str]:
     """The text each family reads. Chat models get their chat template (a system line, the
     prompt as the user's turn, the assistant's turn opened); few-shot demonstrations become
-    earlier turns. Models without a template read the prompt, demonstrations first."""
+    earlier turns. Models without a template read the prompt, demonstrations first.
+
+    `answer_prefix` (chat models) starts the assistant's answer for it, e.g. "Rating: ": the next
+    token is then the rating, not the first word of a sentence about it."""
     demonstrations = demonstrations or []
+    if answer_prefix and not (lm.family == "causal" and getattr(lm.tokenizer, "chat_template", None)):
+        raise ValueError(f"answer_prefix opens a chat model's answer turn; {lm.name!r} has no chat "
+                         "template (its prompt already ends with 'Answer:'): leave answer_prefix empty")
     template = getattr(lm.tokenizer, "chat_template", None)
     if lm.family == "causal" and template:
         out = []
@@ -345,7 +352,7 @@ def format_prompts(lm: LoadedLM, prompts: list[str],
                              {"role": "assistant", "content": str(answer)}]
             messages.append({"role": "user", "content": prompt})
             out.append(lm.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                        add_generation_prompt=True))
+                                                        add_generation_prompt=True) + answer_prefix)
         return out
     prefix = "".join(f"{demo}\nAnswer: {answer}\n\n" for demo, answer in demonstrations)
     suffix = "\nAnswer:" if lm.family != "encoder" else ""
@@ -462,6 +469,30 @@ class RatingModel(nn.Module):
         return scores.float()
 
 
+@torch.no_grad()
+def rating_token_share(model: RatingModel, lm: LoadedLM, dataset, collator,
+                       batch_size: int = 64) -> np.ndarray:
+    """Per example, the probability a decoder-only model gives the five rating tokens together,
+    out of its whole vocabulary: how much of its next token is a rating at all. The
+    classification head reads only those five logits (their softmax always sums to 1), so this
+    runs the model's own output layer on the same last-token states."""
+    from .training import predict_dataset
+
+    if model.family != "causal" or model.head != "classification":
+        raise ValueError("rating_token_share reads a decoder-only classification model's output "
+                         f"layer; this one is {model.family}, {model.head}")
+    states = []  # the last-token states the head reads, batch by batch
+    hook = model.score.register_forward_hook(lambda _m, args, _out: states.append(args[0].detach()))
+    try:
+        predict_dataset(model, dataset, collator, batch_size=batch_size, desc="rating tokens' share")
+    finally:
+        hook.remove()
+    head, ids = lm.model.get_output_embeddings(), torch.tensor(model.rating_ids)
+    share = [head(s.to(head.weight.device, head.weight.dtype)).float().softmax(-1)[:, ids].sum(-1)
+             for s in states]
+    return torch.cat(share).cpu().numpy()
+
+
 def add_lora(model: RatingModel, lm: LoadedLM, r: int = 8, alpha: int = 16, dropout: float = 0.05,
              target_modules: list[str] | None = None, layers: list[int] | None = None):
     """Wrap `model` with LoRA adapters (peft) on the backbone's attention projections; the rating
@@ -478,10 +509,33 @@ def add_lora(model: RatingModel, lm: LoadedLM, r: int = 8, alpha: int = 16, drop
     return get_peft_model(model, config)
 
 
-def count_parameters(model: nn.Module) -> dict[str, int]:
+def count_parameters(model: nn.Module, lm: LoadedLM | None = None) -> dict[str, int]:
+    """Parameters `model` holds ("total") and trains ("trainable"). With the `lm` it was built
+    from, also the language model's own count and the part of it the model does not hold: the
+    frozen lower layers and embeddings that ran once into the layer cache (and the output
+    layer, whose five rating rows the classification head copies)."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": total, "trainable": trainable}
+    out = {"total": total, "trainable": trainable}
+    if lm is not None:
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft-wrapped
+        backbone = getattr(base, "backbone", None)
+        whole = sum(p.numel() for p in lm.model.parameters())
+        copied = backbone is not None and backbone is not lm.model and backbone is not lm.model.base_model
+        held = sum(p.numel() for n, p in backbone.named_parameters() if "lora_" not in n) if copied else whole
+        out |= {"language model": whole, "frozen, in the cache": whole - held}
+    return out
+
+
+def parameter_line(model: nn.Module, lm: LoadedLM) -> str:
+    """count_parameters in one line a learner reads, e.g. "134.5M parameters in smollm2-135m:
+    127.4M frozen (run once into the layer cache), 7.1M in the trained model, 7.1M trained"."""
+    c = count_parameters(model, lm)
+    m = lambda n: f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"  # noqa: E731
+    frozen = (f"{m(c['frozen, in the cache'])} frozen (run once into the layer cache), "
+              if c["frozen, in the cache"] else "")
+    return (f"{m(c['language model'])} parameters in {lm.name}: {frozen}{m(c['total'])} in the "
+            f"trained model, {m(c['trainable'])} trained ({c['trainable'] / c['language model']:.2%} of them)")
 
 
 # --------------------------------------------------------------------------- save / load
@@ -519,13 +573,14 @@ def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingM
 
 def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool = True,
                      demonstrations: list[tuple[str, int]] | None = None,
-                     extras: list[str] | None = None, max_length: int = 1024) -> list[list[int]]:
+                     extras: list[str] | None = None, max_length: int = 1024,
+                     answer_prefix: str = "") -> list[list[int]]:
     """Token ids of the kit's prompt for each example, formatted for `lm`'s family."""
     from .prompts import build_prompts
 
     limit = prompt_limit(lm, max_length)
     prompts = build_prompts(processed, examples, history_genres=history_genres, extras=extras)
-    enc = encode(lm, format_prompts(lm, prompts, demonstrations), max_length=None)
+    enc = encode(lm, format_prompts(lm, prompts, demonstrations, answer_prefix), max_length=None)
     long = [i for i, ids in enumerate(enc) if len(ids) > limit]
     if not long:
         return enc
@@ -538,7 +593,7 @@ def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool 
     def encoded(keep) -> list[list[int]]:
         p = build_prompts(processed, sub, history_genres=history_genres, keep=list(keep),
                           extras=None if extras is None else [extras[i] for i in long])
-        return encode(lm, format_prompts(lm, p, demonstrations), max_length=None)
+        return encode(lm, format_prompts(lm, p, demonstrations, answer_prefix), max_length=None)
 
     bare = encoded(np.zeros(len(long), dtype=int))
     if max(map(len, bare)) > limit:
@@ -596,14 +651,15 @@ CACHED_FAMILIES = ("causal", "encoder")  # T5 is trained whole (or with LoRA), n
 def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = None,
                  name: str = "examples", history_genres: bool = True,
                  demonstrations: list[tuple[str, int]] | None = None,
-                 extras: list[str] | None = None, batch_size: int = 16) -> RatingDataset:
+                 extras: list[str] | None = None, batch_size: int = 16,
+                 answer_prefix: str = "") -> RatingDataset:
     """The examples as a dataset for `lm`: token ids, or — when `top_layers` is set for a
     decoder-only or BERT-like encoder model — the cached hidden states entering its top
     `top_layers` layers (one cache per model, split layer, dtype and prompt tokens, shared by
     every notebook that asks for the same prompts)."""
 
     enc = prompt_encodings(lm, processed, examples, history_genres=history_genres,
-                           demonstrations=demonstrations, extras=extras)
+                           demonstrations=demonstrations, extras=extras, answer_prefix=answer_prefix)
     labels = examples["rating"].to_numpy()
     if top_layers is None or lm.family not in CACHED_FAMILIES:
         return RatingDataset(enc, labels)

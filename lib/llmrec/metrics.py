@@ -116,10 +116,13 @@ def versus(y_true, predictions: dict, opponents: dict, *, groups=None, n_boot: i
 
 def against(low, high) -> str:
     """A paired interval of an RMSE difference (method − opponent), in words."""
-    if pd.isna(low):
+    from .readings import direction, interval
+
+    where = direction(low, high)
+    if where == "nan":
         return "no interval"
-    word = "better" if high < 0 else "worse" if low > 0 else "not distinguishable (the interval contains 0)"
-    return f"{word}, {low:+.3f} … {high:+.3f}"
+    word = {"below": "better", "above": "worse", "holds": "not distinguishable (the interval contains 0)"}[where]
+    return f"{word}, {interval(low, high)}"
 
 
 # --------------------------------------------------------------------------- click ranking

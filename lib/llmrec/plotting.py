@@ -29,13 +29,33 @@ def _values(table: pd.DataFrame, metric: str, method_col: str):
     return table[metric], low, high
 
 
+def far_out(values: pd.Series) -> pd.Series:
+    """Rows whose value lies far from the others' (beyond 3 interquartile ranges): drawn at the
+    panel's edge with their value, so that one row (zero-shot's RMSE near 2) does not squeeze
+    the range the others differ in."""
+    v = values.dropna()
+    if len(v) < 4:
+        return pd.Series(False, index=values.index)
+    q1, q3 = v.quantile([0.25, 0.75])
+    spread = max(q3 - q1, 1e-9)
+    return ((values > q3 + 3 * spread) | (values < q1 - 3 * spread)).fillna(False)
+
+
+CHANCE = {"auc": (0.5, "chance")}  # a reference line drawn in every panel of that metric
+
+
 def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title: str = "",
-                     method_col: str = "method", hue_col: str | None = "family"):
+                     method_col: str = "method", hue_col: str | None = "family",
+                     reference_lines: dict | None = None):
     """One panel per metric, one dot per method with its value written beside it, coloured by
     `hue_col`. Where the table has <metric>_low / <metric>_high the interval is drawn as a
     whisker (rows without one have none). A dot plot does not pretend a zero: differences of a
     few hundredths stay readable, and nothing looks twice as large as it is. The metric "vs_mf"
-    draws notebook 04's paired interval of RMSE − MF's RMSE, with 0 marked."""
+    draws notebook 04's paired interval of RMSE − MF's RMSE, with 0 marked. A row far from the
+    others (`far_out`) is drawn at the panel's edge as a triangle with its value, the axis cut;
+    in a panel where other rows have intervals, a row without one says so. `reference_lines`
+    ({metric: (value, label)}; default: AUC 0.5, chance) draws a labelled dashed line."""
+    reference_lines = CHANCE if reference_lines is None else reference_lines
     use_style()
     n = len(table)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.42 * n + 1.9), sharey=True,
@@ -46,6 +66,20 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
     rows = range(n)
     for ax, metric in zip(axes, metrics):
         value, low, high = _values(table, metric, method_col)
+        cut = far_out(value)
+        if cut.any():  # the axis spans the other rows and their whiskers; the far ones sit at its edge
+            inner = [x[~cut] for x in (value, low, high) if x is not None]
+            lo_x, hi_x = min(x.min() for x in inner), max(x.max() for x in inner)
+            pad = 0.18 * (hi_x - lo_x or 1.0)
+            lo_x, hi_x = lo_x - pad, hi_x + pad
+            value, far = value.where(~cut), value.where(cut)
+            for r, x in zip(rows, far):
+                if pd.notna(x):
+                    edge = hi_x if x > hi_x else lo_x
+                    ax.scatter([edge], [r], marker=">" if x > hi_x else "<", s=60, color="0.25", zorder=4)
+                    ax.annotate(f"{x:.3f} (off the axis)", (edge, r), xytext=(-6 if x > hi_x else 6, 5),
+                                textcoords="offset points", fontsize=7.5, color="0.2",
+                                ha="right" if x > hi_x else "left")
         for group in groups:
             mask = (table[hue_col] == group).to_numpy() if group is not None else [True] * n
             y = [r for r, m in zip(rows, mask) if m]
@@ -63,9 +97,21 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
             if pd.notna(x):
                 ax.annotate(f"{x:+.3f}" if metric == "vs_mf" else f"{x:.3f}", (x, r), xytext=(5, 4),
                             textcoords="offset points", fontsize=7.5, color="0.2")
+        if low is not None and high is not None and (low.notna() & high.notna()).any():
+            for r, x, lo in zip(rows, value, low):
+                if pd.notna(x) and pd.isna(lo):
+                    ax.annotate("no interval", (x, r), xytext=(5, -9), textcoords="offset points",
+                                fontsize=6.5, color="0.45", style="italic")
         if metric == "vs_mf":
             ax.axvline(0, color="0.3", lw=1, ls="--")
+        if metric in reference_lines:
+            at, label = reference_lines[metric]
+            ax.axvline(at, color="0.45", lw=1, ls=":", zorder=1, label=f"_{label}")
+            ax.annotate(label, (at, 0), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                        textcoords="offset points", fontsize=7.5, color="0.35")
         ax.margins(x=0.18)
+        if cut.any():
+            ax.set_xlim(lo_x, hi_x)
         ax.set_xlabel(METRIC_LABELS.get(metric, metric))
     axes[0].set_yticks(list(rows))
     axes[0].set_yticklabels(table[method_col])
@@ -109,10 +155,12 @@ def plot_speedups(speed: pd.DataFrame, title: str = ""):
 
 def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_rmse",
                          hue: str = "method", title: str = "", col: str | None = None,
-                         ylabel: str | None = None, xlabel: str | None = None):
+                         ylabel: str | None = None, xlabel: str | None = None,
+                         marks: pd.DataFrame | None = None, mark_label: str = "chosen"):
     """Validation (or training) curves of several models on one axis — or one panel per value
     of `col`, sharing the y axis. An x column of whole numbers gets whole-number ticks; the
-    legend sits outside the axes, where it covers no data."""
+    legend sits outside the axes, where it covers no data. `marks` (rows of `history`'s x, y and
+    col columns) are ringed and labelled `mark_label`: the candidate a choice kept."""
     from matplotlib.ticker import MaxNLocator
 
     use_style()
@@ -131,6 +179,12 @@ def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_
             ax.set_title(str(panel))
         if pd.api.types.is_integer_dtype(part[x]):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if marks is not None:
+            here = marks if panel is None else marks[marks[col] == panel]
+            ax.scatter(here[x], here[y], s=240, facecolors="none", edgecolors="0.1", linewidths=1.6, zorder=5)
+            for _, m in here.iterrows():
+                ax.annotate(mark_label, (m[x], m[y]), xytext=(9, -12), textcoords="offset points",
+                            fontsize=8, color="0.1")
     if title:
         fig.suptitle(title) if col else axes[0][0].set_title(title)
     fig.tight_layout()  # before the legend moves out: the axes keep their size, the saved

@@ -8,6 +8,7 @@ transformers' Trainer instead.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +20,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .metrics import rmse
+
+# DeepSpeed (the scale-out extra), which the Trainer imports when it is installed, warns on every
+# CPU run that it found no GPU ("Setting accelerator to CPU…"): where there is none, say so first.
+if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
+    os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 def seed_everything(seed: int) -> None:
