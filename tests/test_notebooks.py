@@ -90,14 +90,22 @@ def test_baseline_figure_and_csv(smoke_run):
 def test_language_model_notebooks(smoke_run):
     figures = run_figures_dir(PRESET)
     t3 = pd.read_csv(figures / "03_results.csv")
-    assert t3.method.tolist()[-4:] == ["tiny-llama zero-shot", "tiny-llama few-shot (1)",
-                                       "tiny-llama zero-shot, reading its ratings",
+    assert t3.method.tolist()[-5:] == ["tiny-llama zero-shot", "tiny-llama zero-shot, answer opened with 'Rating:'",
+                                       "tiny-llama few-shot (1)", "tiny-llama zero-shot, reading its ratings",
                                        "tiny-llama fine-tuned classification"]
+    # each language-model row says on how many users it was scored, and has its interval
+    lm_rows = t3[t3.family == "language model"].set_index("method")
+    assert lm_rows.users.tolist() == [24, 24, 16, 40, 40] and lm_rows.rmse_low.notna().all()
     assert t3[["rmse", "mae"]].notna().all().all()
     record3 = load_metrics("03_flan_t5_classification", PRESET)["metrics"]
     assert record3["formulation"] == "packed" and record3["n_train"] > 64  # every target, not N_TRAIN
-    assert set(record3["test_predictions"]) == {"zero-shot", "fine-tuned classification",
-                                                "zero-shot, reading its ratings"}
+    assert set(record3["test_predictions"]) == {"zero-shot", "zero-shot, answer opened with 'Rating:'", "few-shot (1)",
+                                                "fine-tuned classification", "zero-shot, reading its ratings"}
+    shares = record3["rating_token_share"]  # the digits' share of the whole next-token distribution
+    assert set(shares) == {"zero-shot", "zero-shot, answer opened with 'Rating:'"} and all(0 < v < 1 for v in shares.values())
+    _figures_exist(["03_rating_tokens"], 10_000)
+    tokens = pd.read_csv(figures / "03_rating_tokens.csv")
+    assert np.allclose(tokens.groupby("what").share.sum(), 1.0)  # each a distribution over 1..5
     assert (t3.method == "MF").sum() == 1  # baselines read back from notebook 02
     t4 = pd.read_csv(figures / "04_results.csv")
     methods = set(t4.method)
@@ -273,6 +281,63 @@ def test_every_solution_ran_in_the_smoke_run(smoke_run):
                 assert not any(o.get("output_type") == "error" for o in cell.get("outputs", []))
                 ran += 1
     assert ran >= 18
+
+
+# What each solution must print: the quantities its exercise asks for (every solution runs in the
+# smoke run). A solution that prints validation where the exercise asks about test, or that
+# trains nothing where the exercise asks for a trained model's result, fails here.
+SOLUTION_ANSWERS = {
+    ("01_data_prep", 1): ["words with 10 items vs"],
+    ("01_data_prep", 2): ["users with a test example (of"],
+    ("01_data_prep", 3): ["test examples per user:", "a test rating older than a training rating"],
+    ("02_baselines", 1): ["val_rmse"],
+    ("02_baselines", 2): ["Transformer+MLP, 10 items: RMSE", "MF:"],
+    ("02_baselines", 3): ["RMSE", "AUC", "->"],
+    ("03_flan_t5_classification", 1): ["trained (", "test RMSE with LoRA", "paired 95% interval"],
+    ("03_flan_t5_classification", 2): ["3 demonstrations: RMSE", "paired 95% interval"],
+    ("03_flan_t5_classification", 3): ["predictions: min", "max"],
+    ("04_flan_t5_regression", 1): ["top 4 layers: RMSE", "Training time x", "paired 95% interval"],
+    ("04_flan_t5_regression", 2): ["validation RMSE"],
+    ("04_flan_t5_regression", 3): ["weight 1.0: RMSE", "weight 0.0: RMSE"],
+    ("05_data_efficiency", 1): ["the old subsets are unchanged: True"],
+    ("05_data_efficiency", 2): ["seeds where"],
+    ("05_data_efficiency", 3): ["same examples:", "same order:"],
+    ("06_once_dire", 1): ["k = 2: validation AUC", "test AUC", "validation "],
+    ("06_once_dire", 2): ["NAML longer: test AUC", "95% paired interval"],
+    ("06_once_dire", 3): ["auc 0.5000", "expected MRR"],
+    ("07_report", 1): ["95% interval", "training samples instead of"],
+    ("07_report", 2): ["smoke"],
+}
+
+
+def _solution_outputs(path) -> dict[int, str]:
+    """Solution number -> everything its cell printed or displayed (text)."""
+    import json
+    import re
+
+    out = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        source = "".join(cell["source"])
+        found = re.match(r"# Solution (\d+)", source)
+        if cell["cell_type"] == "code" and found:
+            out[int(found.group(1))] = "".join(
+                "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                for o in cell.get("outputs", []))
+    return out
+
+
+def test_every_solution_prints_what_its_exercise_asks_for(smoke_run):
+    checked = 0
+    for path in smoke_run:
+        outputs = _solution_outputs(path)
+        for (notebook, n), needed in SOLUTION_ANSWERS.items():
+            if notebook == path.stem:
+                missing = [w for w in needed if w not in outputs.get(n, "")]
+                assert not missing, f"{notebook} solution {n} does not print {missing}"
+                checked += 1
+        # every solution of the notebook is listed above
+        assert {n for (nb, n) in SOLUTION_ANSWERS if nb == path.stem} >= set(outputs), path.stem
+    assert checked == len(SOLUTION_ANSWERS)
 
 
 def metrics_of_04_compare_the_same_targets():

@@ -27,7 +27,9 @@ def test_no_solution_survives_and_nothing_else_is_lost(edition):
         assert not any(student.is_solution(c) for c in nb.cells), path.name
         assert not any(re.match(r"#{1,3} Solution \d", c.source) for c in nb.cells), path.name
         kept = [c.source for c in nbformat.read(original, as_version=4).cells if not student.is_solution(c)]
-        assert [c.source for c in nb.cells] == kept, path.name
+        without_switch = ["\n".join(line for line in source.split("\n") if not line.startswith("SOLUTIONS ="))
+                          for source in kept]  # the parameters cell loses its SOLUTIONS line, nothing else
+        assert [c.source for c in nb.cells] == without_switch, path.name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert (out / "docs" / "diagrams" / "frozen_cached_tuned.svg").is_file()  # the images resolve
 
@@ -108,3 +110,23 @@ def test_out_never_deletes_what_the_tool_did_not_write(tmp_path):
         student.build(out)
     assert first.read_text() == edited
     assert student.main(["--out", str(notes.parent)]) == 1
+
+
+def test_the_student_notebooks_have_no_solutions_switch(edition):
+    _, written = edition
+    for path in written["notebooks"]:
+        params = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+        assert params and "SOLUTIONS =" not in params[0].source, path.name
+        assert "PRESET =" in params[0].source  # the rest of the cell is kept
+
+
+def test_a_solutions_notebook_runs_on_its_own(edition):
+    """It runs its student notebook first (%run), then the solutions: 01 (seconds)."""
+    import papermill as pm
+
+    _, written = edition
+    path = next(p for p in written["solutions"] if p.name.startswith("01_"))
+    out = path.with_name("executed.ipynb")
+    pm.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    text = out.read_text()
+    assert "words with 10 items vs" in text and "test examples per user" in text

@@ -14,6 +14,7 @@ models (`tiny-t5`, `tiny-llama`, `tiny-bert`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -158,12 +159,32 @@ def packaged_model_folder(alias: str) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _no_loading_bars():
+    """transformers' own progress bars while a model loads ("Loading weights", and four
+    "Converting and de-quantizing GGUF tensors" bars for one conversion): a load takes seconds and
+    the kit prints one line for it instead."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    enabled, bar = hf_logging.is_progress_bar_enabled(), gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)  # a plain tqdm, not behind the switch above
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _convert_gguf(source: Path, file: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = {"gguf_file": file}
-    tok = AutoTokenizer.from_pretrained(source, **gguf)
-    loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
+    with _no_loading_bars():
+        tok = AutoTokenizer.from_pretrained(source, **gguf)
+        loaded = AutoModelForCausalLM.from_pretrained(source, **gguf)
     fresh = AutoModelForCausalLM.from_config(loaded.config)
     fresh.load_state_dict(loaded.state_dict())
     fresh.save_pretrained(out)
@@ -303,8 +324,9 @@ def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> Lo
     auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM,
             "encoder": AutoModel}[family]
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = auto.from_pretrained(source, **kwargs, **local)
-    tokenizer = AutoTokenizer.from_pretrained(source, **local)
+    with _no_loading_bars():
+        model = auto.from_pretrained(source, **kwargs, **local)
+        tokenizer = AutoTokenizer.from_pretrained(source, **local)
     return LoadedLM(model, tokenizer, family, name)
 
 
@@ -531,7 +553,7 @@ def parameter_line(model: nn.Module, lm: LoadedLM) -> str:
     """count_parameters in one line a learner reads, e.g. "134.5M parameters in smollm2-135m:
     127.4M frozen (run once into the layer cache), 7.1M in the trained model, 7.1M trained"."""
     c = count_parameters(model, lm)
-    m = lambda n: f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"  # noqa: E731
+    m = lambda n: f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
     frozen = (f"{m(c['frozen, in the cache'])} frozen (run once into the layer cache), "
               if c["frozen, in the cache"] else "")
     return (f"{m(c['language model'])} parameters in {lm.name}: {frozen}{m(c['total'])} in the "

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["direction", "paired", "auc_against_chance", "seeds_compare", "interval", "metrics_line", "share"]
+__all__ = ["auc_against_chance", "direction", "interval", "metrics_line", "paired", "seeds_compare", "share"]
 
 
 def direction(low: float, high: float, threshold: float = 0.0) -> str:

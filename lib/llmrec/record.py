@@ -104,12 +104,12 @@ def same_test_rows(record: dict | None, examples: pd.DataFrame) -> bool:
     return bool(record) and record["metrics"].get("test_index") == examples.index.tolist()
 
 
-def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150) -> Path:
-    """Save `fig` as runs/<preset>/figures/<name>.png and the plotted numbers as <name>.csv."""
+def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150) -> None:
+    """Save `fig` as runs/<preset>/figures/<name>.png and the plotted numbers as <name>.csv.
+    Returns nothing, so that a notebook cell ending with it shows the figure, not a path."""
     folder = run_figures_dir(preset)
     png = folder / f"{name}.png"
     with atomic_path(png) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     with atomic_path(folder / f"{name}.csv") as tmp:
         data.to_csv(tmp, index=False, float_format="%.6g")
-    return png

@@ -122,11 +122,11 @@ def zero_shot_worse_than_mf(m: dict) -> dict:
         ways = {"zero-shot": ways}
     if not ways:
         return _not_run(fid, KANG, "03 scored no zero-shot row, or 04 could not pair it with MF")
-    share = lambda name: _f(ways[name].get("rating_token_share"))  # noqa: E731
+    share = lambda name: _f(ways[name].get("rating_token_share"))
     name = max(ways, key=lambda k: (0.0 if share(k) != share(k) else share(k), k == "zero-shot"))
     z = ways[name]
     zs, mf = _f(z["zero_shot"]), _f(z["mf"])
-    said = lambda k: f" (the rating tokens hold {share(k):.0%} of its next-token probability)" if share(k) == share(k) else ""  # noqa: E731
+    said = lambda k: f" (the rating tokens hold {share(k):.0%} of its next-token probability)" if share(k) == share(k) else ""
     others = "; ".join(f"{k}{said(k)}: {_f(v['zero_shot']):.3f}" for k, v in ways.items() if k != name)
     return _row(fid, "zero-shot RMSE − MF RMSE, on the zero-shot sample's test users", zs - mf,
                 _f(z["low"]), _f(z["high"]), f"95% paired bootstrap over those {z['n_users']} test users", KANG,

@@ -265,10 +265,10 @@ def ensure_processed(dataset: str = "movielens-small", *, history_len: int = 5,
         if cached is not None and \
                 cached.manifest["source_sha256"] == source_sha256(dataset, **(load_kwargs or {})):
             if verbose:
-                print(f"Loaded processed split from {folder}")
+                print(f"{dataset}, {split}, history {history_len}: the processed split, loaded from the data cache")
             return cached
         if cached is not None and verbose:
-            print(f"The source of {folder.name} changed since it was built: rebuilding it")
+            print(f"{dataset}: its source files changed since the processed split was built: rebuilding it")
     data = load_ratings(dataset, **(load_kwargs or {}))
     processed = build_processed(data, history_len=history_len, split=split,
                                 min_history=min_history, max_users=max_users, seed=seed,
@@ -276,5 +276,6 @@ def ensure_processed(dataset: str = "movielens-small", *, history_len: int = 5,
     processed.manifest["params"] = params  # the cache key's parameters, load_kwargs included
     _write(processed, folder)
     if verbose:
-        print(f"Built processed split in {folder}")
+        print(f"{dataset}, {split}, history {history_len}: the processed split, built and kept in the data cache "
+              f"({folder.parent.name}/)")
     return processed

@@ -4,8 +4,9 @@ collected per notebook for the instructor to hand out after class.
     python -m llmrec.student [--out student]      # or: make student
 
 writes <out>/notebooks/NN_name.ipynb (every cell tagged `solution` removed, by nbconvert's
-TagRemovePreprocessor; outputs cleared), <out>/solutions/NN_name_solutions.ipynb (the exercises,
-then their solutions, in order) and <out>/docs/diagrams/ (the images the notebooks show). The
+TagRemovePreprocessor; outputs cleared; no SOLUTIONS parameter), <out>/solutions/NN_name_solutions.ipynb
+(a cell that runs the student notebook, then the exercises and their solutions, in order: it runs
+on its own) and <out>/docs/diagrams/ (the images the notebooks show). The
 folder is rebuilt from scratch each time; notebooks/ is never changed.
 """
 
@@ -30,13 +31,21 @@ def is_solution(cell) -> bool:
     return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
+SOLUTIONS_PARAMETER = "SOLUTIONS"  # runs the longer solutions: meaningless once they are removed
+
+
 def strip_solutions(nb):
-    """The notebook without its solution cells, outputs cleared (nbconvert's preprocessors)."""
+    """The notebook without its solution cells, outputs cleared (nbconvert's preprocessors), and
+    without the `SOLUTIONS` line of its parameters cell (the solutions notebook sets it)."""
     from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
     nb = copy.deepcopy(nb)
     nb, _ = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}, enabled=True).preprocess(nb, {})
     nb, _ = ClearOutputPreprocessor().preprocess(nb, {})
+    for cell in nb.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = "\n".join(line for line in cell.source.split("\n")
+                                    if not line.startswith(f"{SOLUTIONS_PARAMETER} ="))
     return nb
 
 
@@ -44,8 +53,14 @@ def solutions_notebook(nb, name: str):
     """A notebook of `name`'s exercises and their solutions (shown, not folded)."""
     exercises = [c for c in nb.cells if c.cell_type == "markdown" and "## Exercises" in c.source]
     cells = [nbformat.v4.new_markdown_cell(
-        f"# Solutions to {name}\n\nRun them at the end of `{name}.ipynb`: they use its variables. "
-        "Solutions that train something run only with `SOLUTIONS = True` in its parameters cell.")]
+        f"# Solutions to {name}\n\n"
+        f"The solutions use the variables of `{name}.ipynb`, so the next cell runs that notebook first "
+        "(the student edition's copy, with its own parameters: it takes as long as running it, see "
+        "the course map in README). If you have just run it yourself, paste the solutions at its end "
+        "instead. The solutions that train something run only with `SOLUTIONS = True`."),
+        nbformat.v4.new_code_cell(
+            "SOLUTIONS = False  # True: also the solutions that train something (minutes each on the laptop preset)\n"
+            f"%run -i ../notebooks/{name}.ipynb")]
     for c in exercises:
         cells.append(nbformat.v4.new_markdown_cell("## Exercises" + c.source.split("## Exercises", 1)[1]))
     for c in nb.cells:
