@@ -133,7 +133,7 @@ def test_once_claims_are_paired_over_impressions_and_choose_on_validation():
     assert row.why.startswith("DIRE big (k=1)") and "vs Original NAML" in row.why and row.value > 0.06
     assert "NAML's user encoder" in row.why and "1,500 training samples" in row.why
     # the largest encoder's frozen row, fixed by size — not the row a test result picks
-    assert table.loc["once2024.frozen_is_strong", "why"].startswith("DIRE big (k=0) (135M")
+    assert table.loc["once2024.frozen_is_strong", "why"].startswith("DIRE big (k=0) (135.0M")
     assert table.loc["once2024.larger_encoder_better", "verdict"] == "inconclusive"    # same shift: a tie
 
 
@@ -202,20 +202,34 @@ def test_readme_section_has_a_row_per_method_and_changes_with_the_figures(tmp_pa
     t = pd.read_csv(tmp_path / "04_results.csv")
     t.loc[t.method == "MF", "rmse"] = 0.5
     t.to_csv(tmp_path / "04_results.csv", index=False)
-    assert "| MF | 0.500 |" in readme_results(tmp_path) and readme_results(tmp_path) != text
+    mf_row = next(line for line in readme_results(tmp_path).splitlines() if line.startswith("| MF |"))
+    assert "| 0.500 |" in mf_row and readme_results(tmp_path) != text
 
 
-def test_readme_prose_numbers_are_the_presets_and_the_rules():
-    # README's reading (outside the generated section) names a few settings: they must be these
-    import yaml
+def test_readme_reading_is_worded_by_the_intervals(tmp_path):
+    """README's reading and first-screen summary are generated: a row whose interval against MF
+    moves across 0 changes its words, and every claim appears under its verdict."""
+    import shutil
 
-    from llmrec.paths import repo_root
-    from llmrec.report import MATCH_MARGIN
+    import pandas as pd
 
-    text = (repo_root() / "README.md").read_text()
-    laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["06_once_dire"]
-    assert laptop["EPOCHS"] == 1 and f"{laptop['MAX_TRAIN']:,} training samples for one epoch" in text
-    assert f"the {MATCH_MARGIN} that \"matches\" allows" in text
+    from llmrec.paths import reference_figures_dir
+    from llmrec.report import readme_reading, readme_summary
+
+    for p in reference_figures_dir().glob("*.csv"):
+        shutil.copy(p, tmp_path / p.name)
+    t = pd.read_csv(tmp_path / "04_results.csv")
+    row = t[(t.method != "MF") & t.vs_mf_low.notna()].method.iloc[0]
+    t.loc[t.method == row, ["vs_mf_low", "vs_mf_high"]] = -0.02, -0.01
+    t.to_csv(tmp_path / "04_results.csv", index=False)
+    assert f"{row} is better than MF (paired 95% interval" in "\n".join(readme_reading(tmp_path))
+    t.loc[t.method == row, ["vs_mf_low", "vs_mf_high"]] = -0.02, 0.01
+    t.to_csv(tmp_path / "04_results.csv", index=False)
+    assert f"{row} is not distinguishable from MF" in "\n".join(readme_reading(tmp_path))
+    summary = readme_summary(tmp_path)
+    for says, verdict in pd.read_csv(tmp_path / "07_claims.csv")[["paper says", "verdict"]].itertuples(index=False):
+        line = next(x for x in summary.splitlines() if x.startswith(f"- **{verdict}**"))
+        assert says in line
 
 
 def test_zero_shot_claim_reads_the_way_whose_answers_are_ratings():
