@@ -206,3 +206,47 @@ def test_a_notebook_killed_midway_is_not_published(tmp_path, monkeypatch):
         site.build("killed", tmp_path / "out")
     assert not (tmp_path / "out").exists()
     shutil.rmtree(runs)
+
+
+def test_a_chapter_shows_the_parameters_the_run_used_once():
+    import nbformat
+
+    from llmrec.site import run_parameters
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('PRESET = "laptop"            # smoke | laptop | paper\nLINE = "{name}: {rating}"  # one line\nSEED = 0', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('# Parameters\nPRESET = "smoke"\nSEED = 3\nEXTRA = 1\n', metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(PRESET)")])
+    out = run_parameters(nb)
+    assert len(out.cells) == 2  # the injected cell is folded into the parameters cell
+    source = out.cells[0].source
+    assert 'PRESET = "smoke"  # smoke | laptop | paper' in source and "SEED = 3" in source
+    assert 'LINE = "{name}: {rating}"  # one line' in source and "EXTRA = 1" in source
+    assert "laptop\"" not in source.split("\n", 1)[1]  # the default is gone
+    assert len(nb.cells) == 3  # the run's own notebook is not changed
+
+
+def test_finished_bars_are_dropped_and_live_ones_drawn_from_their_state():
+    import nbformat
+
+    from llmrec.site import WIDGET_STATE, WIDGET_VIEW, static_widgets
+
+    def view(model_id):
+        return nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": model_id},
+                                                            "text/plain": "predicting:   0%|  | 0/2"})
+
+    state = {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_label", "IPY_MODEL_bar"], "layout": "IPY_MODEL_shown"}},
+        "label": {"model_name": "HTMLModel", "state": {"value": "predicting: 100%"}},
+        "bar": {"model_name": "FloatProgressModel", "state": {"value": 2, "max": 2}},
+        "shown": {"model_name": "LayoutModel", "state": {"visibility": None}},
+        "gone": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_label"], "layout": "IPY_MODEL_hid"}},
+        "hid": {"model_name": "LayoutModel", "state": {"visibility": "hidden"}},
+    }
+    cell = nbformat.v4.new_code_cell("x", outputs=[view("box"), view("gone"), view("closed"),
+                                                   nbformat.v4.new_output("stream", text="done\n")])
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"widgets": {WIDGET_STATE: {"state": state}}})
+    outputs = static_widgets(nb).cells[0].outputs
+    assert len(outputs) == 2 and outputs[1]["text"] == "done\n"
+    assert '<progress value="2" max="2">' in outputs[0]["data"]["text/html"] and "100%" in outputs[0]["data"]["text/html"]
+    assert "0/2" not in str(outputs)  # no bar frozen at its first state

@@ -78,7 +78,9 @@ def _title(nb) -> str:
 def static_widgets(nb):
     """The notebook with every widget output replaced by static HTML from its saved state (tqdm's
     bars: description, <progress>, counts) and the widget state dropped, so the page needs no
-    widget script from a CDN. A widget without saved state keeps its text form."""
+    widget script from a CDN. A bar that removed itself when it finished (tqdm's leave=False:
+    closed, so absent from the saved state, or hidden) is dropped, as Jupyter shows it: its text
+    form is its first state ("0% 0/2"), which would freeze it at the start on the page."""
     nb = copy.deepcopy(nb)
     state = nb.metadata.pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
 
@@ -95,15 +97,25 @@ def static_widgets(nb):
             return f"<span>{s.get('value', '')}</span>"
         return ""
 
+    def hidden(m: dict) -> bool:
+        return model(m.get("state", {}).get("layout", "")).get("state", {}).get("visibility") == "hidden"
+
     for cell in nb.cells:
+        kept = []
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if WIDGET_VIEW not in data:
+                kept.append(out)
                 continue
             view = data.pop(WIDGET_VIEW)
-            rendered = render(model(view.get("model_id", "")))
+            box = model(view.get("model_id", ""))
+            rendered = render(box) if box and not hidden(box) else ""
             if rendered:
                 data["text/html"] = f'<div class="site-progress">{rendered}</div>'
+                data.pop("text/plain", None)  # the bar's first state, not its last
+                kept.append(out)
+        if "outputs" in cell:
+            cell.outputs = kept
     return nb
 
 
@@ -112,6 +124,32 @@ def unfinished_cells(nb) -> list[int]:
     leaves them "pending" or "running"; a failed one "failed"). Empty for a finished notebook."""
     return [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
             and c.metadata.get("papermill", {}).get("status") != "completed"]
+
+
+PARAMETER_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.+?)(?P<comment>\s{2,}#.*)?$")
+
+
+def run_parameters(nb):
+    """One parameters cell showing what the run used: the notebook's parameters cell (its
+    comments kept) with each value papermill injected in place of the default, and papermill's
+    injected cell removed; the page otherwise shows the defaults, then other values below them."""
+    nb = copy.deepcopy(nb)
+    tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
+    injected = next((c for c in nb.cells if "injected-parameters" in tags(c)), None)
+    declared = next((c for c in nb.cells if "parameters" in tags(c)), None)
+    if injected is None or declared is None:
+        return nb
+    values = {m["name"]: m["value"] for m in map(PARAMETER_LINE.match, injected.source.splitlines()) if m}
+    lines = []
+    for line in declared.source.splitlines():
+        m = PARAMETER_LINE.match(line)
+        if m and m["name"] in values:
+            line = f"{m['name']} = {values.pop(m['name'])}" + (f"  {m['comment'].strip()}" if m["comment"] else "")
+        lines.append(line)
+    lines += [f"{name} = {value}" for name, value in values.items()]  # injected, not declared: shown too
+    declared.source = "# the values this run used (the preset's, in place of the defaults)\n" + "\n".join(lines)
+    nb.cells = [c for c in nb.cells if c is not injected]
+    return nb
 
 
 def _solution_summaries(nb):
@@ -273,7 +311,7 @@ class Site:
 
     # -- the kinds of page ----------------------------------------------------------------
     def chapter(self, page: Page) -> None:
-        nb = _solution_summaries(static_widgets(self.notebooks[page.target]))
+        nb = _solution_summaries(static_widgets(run_parameters(self.notebooks[page.target])))
         nb.metadata["title"] = f"{page.label} · {TITLE}"
         body, _ = self._exporter.from_notebook_node(nb, resources={"site": self._context(page)})
         soup = _soup(body)
