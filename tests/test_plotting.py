@@ -50,3 +50,9 @@ def test_the_chosen_candidate_is_ringed_in_its_panel_only():
     val_ax, test_ax = fig.axes[:2]
     assert [t.get_text() for t in val_ax.texts] == ["chosen"] and val_ax.texts[0].xy == (1, 0.62)
     assert [t.get_text() for t in test_ax.texts] == []
+
+
+def test_a_row_only_a_little_apart_is_not_cut():
+    # smoke-sized MAEs: 0.857 is beyond 3 IQRs of a tight cluster, but only 0.22 from its median
+    values = pd.Series([1.081, 1.185, 0.857, 0.878, 1.072, 1.050, 1.074, 1.160, 1.156, 1.054, 1.142])
+    assert not far_out(values).any()

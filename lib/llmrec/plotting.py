@@ -30,15 +30,16 @@ def _values(table: pd.DataFrame, metric: str, method_col: str):
 
 
 def far_out(values: pd.Series) -> pd.Series:
-    """Rows whose value lies far from the others' (beyond 3 interquartile ranges): drawn at the
-    panel's edge with their value, so that one row (zero-shot's RMSE near 2) does not squeeze
-    the range the others differ in."""
+    """Rows whose value lies far from the others': beyond 3 interquartile ranges of them, and more
+    than a quarter of their median away from it. Drawn at the panel's edge with their value, so
+    that one row (zero-shot's RMSE near 2) does not squeeze the range the others differ in."""
     v = values.dropna()
     if len(v) < 4:
         return pd.Series(False, index=values.index)
-    q1, q3 = v.quantile([0.25, 0.75])
+    q1, median, q3 = v.quantile([0.25, 0.5, 0.75])
     spread = max(q3 - q1, 1e-9)
-    return ((values > q3 + 3 * spread) | (values < q1 - 3 * spread)).fillna(False)
+    outside = (values > q3 + 3 * spread) | (values < q1 - 3 * spread)
+    return (outside & ((values - median).abs() > 0.25 * abs(median))).fillna(False)
 
 
 CHANCE = {"auc": (0.5, "chance")}  # a reference line drawn in every panel of that metric
