@@ -56,3 +56,14 @@ def test_a_row_only_a_little_apart_is_not_cut():
     # smoke-sized MAEs: 0.857 is beyond 3 IQRs of a tight cluster, but only 0.22 from its median
     values = pd.Series([1.081, 1.185, 0.857, 0.878, 1.072, 1.050, 1.074, 1.160, 1.156, 1.054, 1.142])
     assert not far_out(values).any()
+
+
+def test_the_chance_line_stays_when_a_row_sits_on_it():
+    # the reference 02 AUCs: the global average's 0.5 lies beyond the others' fences, but it is on
+    # the chance line: drawn there, with the line inside the axis
+    aucs = [0.5, 0.7053, 0.6784, 0.7435, 0.7671, 0.7489, 0.7477]
+    table = pd.DataFrame({"method": [f"m{i}" for i in range(7)], "family": ["f"] * 7, "rmse": [1.0] * 7,
+                          "mae": [0.8] * 7, "auc": aucs})
+    auc_ax = plot_metric_bars(table).axes[2]
+    left, right = auc_ax.get_xlim()
+    assert left < 0.5 < right and "0.500 (off the axis)" not in [t.get_text() for t in auc_ax.texts]

@@ -25,7 +25,7 @@ def test_paired_words_follow_the_interval_not_the_point():
     assert paired(0.021, 0.083, "MF").startswith("worse than MF")
     # a method whose point is better but whose interval holds 0 is not called better
     assert paired(-0.050, 0.004, "the global average").startswith("not distinguishable from the global average")
-    assert "-0.050 … +0.004" in paired(-0.050, 0.004, "MF")
+    assert "−0.050 … +0.004" in paired(-0.050, 0.004, "MF")
     assert paired(math.nan, math.nan, "MF").startswith("not compared")
     assert against(-0.05, 0.004).startswith("not distinguishable") and against(-0.2, -0.1).startswith("better")
 

@@ -227,8 +227,8 @@ def test_readme_reading_is_worded_by_the_intervals(tmp_path):
     t.to_csv(tmp_path / "04_results.csv", index=False)
     assert f"{row} is not distinguishable from MF" in "\n".join(readme_reading(tmp_path))
     summary = readme_summary(tmp_path)
-    for says, verdict in pd.read_csv(tmp_path / "07_claims.csv")[["paper says", "verdict"]].itertuples(index=False):
-        line = next(x for x in summary.splitlines() if x.startswith(f"- **{verdict}**"))
+    for says, given in pd.read_csv(tmp_path / "07_claims.csv")[["paper says", "verdict"]].itertuples(index=False):
+        line = next(x for x in summary.splitlines() if x.startswith(f"- **{given}**"))
         assert says in line
 
 

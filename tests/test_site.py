@@ -224,6 +224,15 @@ def test_a_chapter_shows_the_parameters_the_run_used_once():
     assert 'LINE = "{name}: {rating}"  # one line' in source and "EXTRA = 1" in source
     assert "laptop\"" not in source.split("\n", 1)[1]  # the default is gone
     assert len(nb.cells) == 3  # the run's own notebook is not changed
+    # values as papermill (and black) may write them: over several lines, with '#' inside a string
+    nb.cells[0].source = ('DATA_PATHS = {}              # custom: {"ratings_path": file}\n'
+                          'LINE = "{name}: {rating}"  # one line\nSEED = 0')
+    nb.cells[1].source = ('# Parameters\nDATA_PATHS = {\n    "ratings_path": "a  # b.tsv",\n    "sep": "\\t",\n}\n'
+                          'LINE = "# {name}  #: {rating}"\n')
+    source = run_parameters(nb).cells[0].source
+    assert 'DATA_PATHS = {\n    "ratings_path": "a  # b.tsv",\n    "sep": "\\t",\n}  # custom: {"ratings_path": file}' in source
+    assert 'LINE = "# {name}  #: {rating}"  # one line' in source and "SEED = 0" in source
+    compile(source, "cell", "exec")  # still Python
 
 
 def test_finished_bars_are_dropped_and_live_ones_drawn_from_their_state():

@@ -121,12 +121,22 @@ def test_the_student_notebooks_have_no_solutions_switch(edition):
 
 
 def test_a_solutions_notebook_runs_on_its_own(edition):
-    """It runs its student notebook first (%run), then the solutions: 01 (seconds)."""
+    """The whole notebook with its solutions: papermill runs it with its own parameters cell (01,
+    seconds; under a preset name of its own, so no run of the course is overwritten)."""
+    import shutil
+
     import papermill as pm
+
+    from llmrec.paths import results_dir, runs_dir
 
     _, written = edition
     path = next(p for p in written["solutions"] if p.name.startswith("01_"))
     out = path.with_name("executed.ipynb")
-    pm.execute_notebook(str(path), str(out), cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+    try:
+        pm.execute_notebook(str(path), str(out), parameters={"PRESET": "solutions-check"}, cwd=str(path.parent),
+                            kernel_name="python3", progress_bar=False)
+    finally:
+        for folder in (runs_dir("solutions-check"), results_dir("solutions-check")):
+            shutil.rmtree(folder, ignore_errors=True)
     text = out.read_text()
     assert "words with 10 items vs" in text and "test examples per user" in text

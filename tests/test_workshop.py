@@ -69,6 +69,8 @@ def test_readme_course_map_states_the_measured_times():
         name = re.match(r"\[(\w+)\]", cells[0]).group(1)
         assert cells[3] == workshop.duration(times.loc[name, "smoke_s"]), (name, cells[3])
         assert cells[4].startswith(workshop.duration(times.loc[name, "laptop_s"])), (name, cells[4])
+    total = f"**{times['laptop_s'].sum() / 60:.1f} min** for the whole laptop course"
+    assert total in (repo_root() / "README.md").read_text(), total
 
 
 def test_the_page_has_what_a_teacher_needs():

@@ -68,9 +68,13 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
     for ax, metric in zip(axes, metrics):
         value, low, high = _values(table, metric, method_col)
         cut = far_out(value)
-        if cut.any():  # the axis spans the other rows and their whiskers; the far ones sit at its edge
+        if metric in reference_lines:  # a row on the reference line (AUC 0.5) is drawn on it, never cut
+            cut &= (value - reference_lines[metric][0]).abs() > 1e-9
+        if cut.any():  # the axis spans the other rows, their whiskers and any reference line
             inner = [x[~cut] for x in (value, low, high) if x is not None]
             lo_x, hi_x = min(x.min() for x in inner), max(x.max() for x in inner)
+            if metric in reference_lines:
+                lo_x, hi_x = min(lo_x, reference_lines[metric][0]), max(hi_x, reference_lines[metric][0])
             pad = 0.18 * (hi_x - lo_x or 1.0)
             lo_x, hi_x = lo_x - pad, hi_x + pad
             value, far = value.where(~cut), value.where(cut)

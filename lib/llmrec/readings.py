@@ -26,8 +26,11 @@ def direction(low: float, high: float, threshold: float = 0.0) -> str:
 
 
 def interval(low: float, high: float, signed: bool = True) -> str:
-    """An interval as the notebooks print it: "−0.151 … −0.071" (signed) or "0.941–1.057"."""
-    return f"{low:+.3f} … {high:+.3f}" if signed else f"{low:.3f}–{high:.3f}"
+    """An interval as the notebooks print it: "−0.151 … −0.071" (signed, a true minus sign, as
+    README's tables write it) or "0.941–1.057"."""
+    if signed:
+        return f"{low:+.3f} … {high:+.3f}".replace("-", "−")
+    return f"{low:.3f}–{high:.3f}"
 
 
 def paired(low: float, high: float, opponent: str, metric: str = "RMSE") -> str:

@@ -438,19 +438,23 @@ def readme_reading(figures=None) -> list[str]:
     fig = figures or reference_figures_dir()
     t3 = pd.read_csv(fig / "03_results.csv").set_index("method")
     t4 = pd.read_csv(fig / "04_results.csv").set_index("method")
-    n_test = int(t3.users.max()) if "users" in t3 else None
+    for column in ("users", "rating_token_share"):
+        if column not in t3:
+            raise ValueError(f"{fig / '03_results.csv'} has no {column!r} column: refresh figures/ from a run "
+                             "of this version (make figures)")
+    n_test = int(t3.users.max())
     zero = [m for m in t3.index if "zero-shot" in m and "reading" not in m]
-    out = ["**How to read them** — each comparison below is worded by its 95% paired interval (or, for the "
-           "data-efficiency curves, by every seed), as the notebooks' own readings are:", ""]
+    share = lambda m: ("" if pd.isna(t3.rating_token_share[m]) else
+                       f"; the rating tokens hold {t3.rating_token_share[m]:.0%} of its next-token probability (median)")
+    out = [("**How to read them** — each comparison below is worded by its 95% paired interval (or, for the "
+            "data-efficiency curves, by every seed), as the notebooks' own readings are:"), ""]
     if zero:
         out.append("- **Zero-shot** (notebook 03, scored on a sample of the test users): " + "; ".join(
-            f"{m} ({int(t3.users[m]) if 'users' in t3 else '?'} users) is "
-            f"{paired(t3.vs_global_low[m], t3.vs_global_high[m], 'the global average')}" for m in zero)
-            + ". As the prompt is, the chat model starts a sentence rather than a rating; opened with "
-              "\"Rating: \", its next token is the rating (03 prints the rating tokens' share of its probability).")
+            f"{m} ({int(t3.users[m])} users) is {paired(t3.vs_global_low[m], t3.vs_global_high[m], 'the global average')}"
+            + share(m) for m in zero) + ".")
     tuned = [m for m in t4.index if m not in BASELINE_METHODS and not pd.isna(t4.vs_mf_low[m])]
     if tuned:
-        out.append(f"- **Against MF** (notebook 04{f', all {n_test} test users' if n_test else ''}): " + "; ".join(
+        out.append(f"- **Against MF** (notebook 04, all {n_test} test users): " + "; ".join(
             f"{m} is {paired(t4.vs_mf_low[m], t4.vs_mf_high[m], 'MF')}" for m in tuned) + ".")
     eff = pd.read_csv(fig / "05_data_efficiency.csv")
     lms = [m for m in eff.method.unique() if m not in BASELINE_METHODS]

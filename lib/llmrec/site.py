@@ -126,7 +126,31 @@ def unfinished_cells(nb) -> list[int]:
             and c.metadata.get("papermill", {}).get("status") != "completed"]
 
 
-PARAMETER_LINE = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.+?)(?P<comment>\s{2,}#.*)?$")
+def _assignments(source: str) -> list[tuple[str, int, int, str]]:
+    """(name, first line, last line, value's source) of each top-level `NAME = value` in a cell,
+    read by Python's parser: a value may span lines or hold a '#' inside a string."""
+    import ast
+
+    out = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out.append((node.targets[0].id, node.lineno, node.end_lineno,
+                        ast.get_source_segment(source, node.value)))
+    return out
+
+
+def _comment(line: str) -> str:
+    """The comment that ends a line of code ("" if none): the first '#' outside a string."""
+    import io
+    import tokenize
+
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line).readline):
+            if tok.type == tokenize.COMMENT:
+                return tok.string
+    except (tokenize.TokenError, IndentationError):
+        pass
+    return ""
 
 
 def run_parameters(nb):
@@ -134,20 +158,28 @@ def run_parameters(nb):
     comments kept) with each value papermill injected in place of the default, and papermill's
     injected cell removed; the page otherwise shows the defaults, then other values below them."""
     nb = copy.deepcopy(nb)
-    tags = lambda c: c.get("metadata", {}).get("tags", [])  # noqa: E731
+    tags = lambda c: c.get("metadata", {}).get("tags", [])
     injected = next((c for c in nb.cells if "injected-parameters" in tags(c)), None)
     declared = next((c for c in nb.cells if "parameters" in tags(c)), None)
     if injected is None or declared is None:
         return nb
-    values = {m["name"]: m["value"] for m in map(PARAMETER_LINE.match, injected.source.splitlines()) if m}
-    lines = []
-    for line in declared.source.splitlines():
-        m = PARAMETER_LINE.match(line)
-        if m and m["name"] in values:
-            line = f"{m['name']} = {values.pop(m['name'])}" + (f"  {m['comment'].strip()}" if m["comment"] else "")
-        lines.append(line)
-    lines += [f"{name} = {value}" for name, value in values.items()]  # injected, not declared: shown too
-    declared.source = "# the values this run used (the preset's, in place of the defaults)\n" + "\n".join(lines)
+    try:
+        values = {name: value for name, _, _, value in _assignments(injected.source)}
+        spans = _assignments(declared.source)
+    except SyntaxError:
+        return nb  # not plain assignments: shown as papermill left them
+    lines, out, done = declared.source.splitlines(), [], 0
+    for name, first, last, _ in spans:
+        out += lines[done:first - 1]
+        if name in values:
+            comment = _comment(lines[last - 1])
+            out.append(f"{name} = {values.pop(name)}" + (f"  {comment}" if comment else ""))
+        else:
+            out += lines[first - 1:last]
+        done = last
+    out += lines[done:]
+    out += [f"{name} = {value}" for name, value in values.items()]  # injected, not declared: shown too
+    declared.source = "# the values this run used (the preset's, in place of the defaults)\n" + "\n".join(out)
     nb.cells = [c for c in nb.cells if c is not injected]
     return nb
 

@@ -5,8 +5,7 @@ collected per notebook for the instructor to hand out after class.
 
 writes <out>/notebooks/NN_name.ipynb (every cell tagged `solution` removed, by nbconvert's
 TagRemovePreprocessor; outputs cleared; no SOLUTIONS parameter), <out>/solutions/NN_name_solutions.ipynb
-(a cell that runs the student notebook, then the exercises and their solutions, in order: it runs
-on its own) and <out>/docs/diagrams/ (the images the notebooks show). The
+(the whole notebook, its solutions unfolded: it runs on its own) and <out>/docs/diagrams/ (the images the notebooks show). The
 folder is rebuilt from scratch each time; notebooks/ is never changed.
 """
 
@@ -50,28 +49,22 @@ def strip_solutions(nb):
 
 
 def solutions_notebook(nb, name: str):
-    """A notebook of `name`'s exercises and their solutions (shown, not folded)."""
-    exercises = [c for c in nb.cells if c.cell_type == "markdown" and "## Exercises" in c.source]
-    cells = [nbformat.v4.new_markdown_cell(
+    """The whole notebook with its solutions unfolded, outputs cleared: it runs on its own (*Run
+    all*, or papermill with the notebook's own parameters cell), because the solutions need the
+    variables the notebook computes. The instructor hands it out after class."""
+    out = copy.deepcopy(nb)
+    for cell in out.cells:
+        cell.metadata.pop("jupyter", None)  # unfolded: this notebook is the answers
+        if is_solution(cell):
+            cell.metadata["tags"] = [t for t in cell.metadata.get("tags", []) if t != SOLUTION_TAG]
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    out.cells.insert(0, nbformat.v4.new_markdown_cell(
         f"# Solutions to {name}\n\n"
-        f"The solutions use the variables of `{name}.ipynb`, so the next cell runs that notebook first "
-        "(the student edition's copy, with its own parameters: it takes as long as running it, see "
-        "the course map in README). If you have just run it yourself, paste the solutions at its end "
-        "instead. The solutions that train something run only with `SOLUTIONS = True`."),
-        nbformat.v4.new_code_cell(
-            "SOLUTIONS = False  # True: also the solutions that train something (minutes each on the laptop preset)\n"
-            f"%run -i ../notebooks/{name}.ipynb")]
-    for c in exercises:
-        cells.append(nbformat.v4.new_markdown_cell("## Exercises" + c.source.split("## Exercises", 1)[1]))
-    for c in nb.cells:
-        if is_solution(c):
-            new = copy.deepcopy(c)
-            new.metadata.pop("jupyter", None)  # unfolded: this notebook is the answers
-            new.metadata["tags"] = [t for t in new.metadata.get("tags", []) if t != SOLUTION_TAG]
-            if new.cell_type == "code":
-                new.outputs, new.execution_count = [], None
-            cells.append(new)
-    out = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(nb.metadata))
+        f"`{name}.ipynb` with the solutions of its exercises unfolded at its end. They use the "
+        "variables the notebook computes, so *Run all* runs the whole notebook first: as long as "
+        "running it (see the course map in README). `SOLUTIONS = True` in the parameters cell also "
+        "runs the solutions that train something."))
     for k, cell in enumerate(out.cells):
         cell["id"] = f"solution-{k:02d}"
     return out
