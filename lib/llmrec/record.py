@@ -63,8 +63,9 @@ def _clean(value):
 
 
 def record_metrics(notebook: str, preset: str, metrics: dict, parameters: dict | None = None,
-                   seed: int | None = None) -> Path:
-    """Write results/<preset>/<notebook>.json (atomically) and return its path."""
+                   seed: int | None = None) -> None:
+    """Write results/<preset>/<notebook>.json (atomically) and say where, in one line relative to
+    the kit (a notebook's last cell would otherwise show a PosixPath)."""
     path = results_dir(preset) / f"{notebook}.json"
     write_json(path, {
         "notebook": notebook,
@@ -76,7 +77,11 @@ def record_metrics(notebook: str, preset: str, metrics: dict, parameters: dict |
         "versions": package_versions(),
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })
-    return path
+    try:
+        shown = path.relative_to(repo_root())
+    except ValueError:
+        shown = path
+    print(f"results recorded in {shown}")
 
 
 def load_metrics(notebook: str, preset: str) -> dict:
