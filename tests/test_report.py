@@ -247,3 +247,15 @@ def test_zero_shot_claim_reads_the_way_whose_answers_are_ratings():
     # the opened answer, now within MF's noise: inconclusive, although the other way is far worse
     records["04_flan_t5_regression"]["zero_shot_vs_mf"]["zero-shot, answer opened with 'Rating:'"].update(low=-0.05, high=0.2)
     assert claims(records).set_index("claim").loc["kang2023.zero_shot_worse_than_mf"].verdict == "inconclusive"
+
+
+def test_readme_prose_states_the_laptop_presets_window():
+    # the language-model table names the packed window and the context before a target: the preset's
+    import yaml
+
+    from llmrec.paths import repo_root
+
+    text = (repo_root() / "README.md").read_text()
+    laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["03_flan_t5_classification"]
+    assert f"last {laptop['WINDOW']} training ratings" in text
+    assert f"every rating after the first {laptop['MIN_CONTEXT']} a target" in text

@@ -70,7 +70,10 @@ def deciding_width(value, low, high, direction: int = -1, margin: float = 0.0, u
         return "no interval width decides a difference that sits on the boundary"
     times = (half / distance) ** 2
     return (f"deciding it needs an interval of about ±{distance:.4f} around this difference (this one "
-            f"is ±{half:.4f}): roughly {times:.0f}× as many {units}, if the difference stayed where it is")
+            f"is ±{half:.4f}): roughly {times:.0f}× as many {units}, if the difference stayed where it is"
+            if times >= 10 else
+            f"deciding it needs an interval of about ±{distance:.4f} around this difference (this one "
+            f"is ±{half:.4f}): roughly {times:.1f}× as many {units}, if the difference stayed where it is")
 
 
 def _row(fid: str, kit: str, value, low, high, interval: str, paper_number: str, why: str,
@@ -166,7 +169,7 @@ def fine_tuned_matches_transformer(m: dict) -> dict:
     lm_, tm_ = _f(r["rmse"]), _f(tm["rmse"])
     return _row(fid, "RMSE of the fine-tuned LM chosen on validation − Transformer+MLP", lm_ - tm_,
                 _f(r["vs_transformer_low"]), _f(r["vs_transformer_high"]), "95% paired bootstrap over test users", KANG,
-                f"{best} {lm_:.3f} (validation {_f(val[best]):.3f}, the lowest of {len(tuned)} fine-tuned rows) "
+                f"{best} {lm_:.3f} (validation {_f(val[best]):.3f}, the lowest of Kang et al.'s {len(tuned)} fine-tuned rows; the kit's own rows are read in 04) "
                 f"against Transformer+MLP {tm_:.3f}; 'matches' = no worse by {MATCH_MARGIN}",
                 margin=MATCH_MARGIN, units="test users")
 
@@ -460,10 +463,11 @@ def readme_reading(figures=None) -> list[str]:
     lms = [m for m in eff.method.unique() if m not in BASELINE_METHODS]
     for lm in lms:
         per = eff.pivot_table(index=["fraction", "seed"], columns="method", values="rmse")
-        words = [f"{percent(f)}: {seeds_compare(g[lm].dropna(), g['MF'].dropna(), lm, 'MF')}"
-                 for f, g in per.groupby(level="fraction") if g[lm].notna().any()]
-        out.append(f"- **Data efficiency** (notebook 05, RMSE at equal data, {eff.seed.nunique()} seeds): "
-                   + "; ".join(words) + ".")
+        for base in [b for b in ("MF", "Transformer+MLP") if b in per]:
+            words = [f"{percent(f)}: {seeds_compare(g[lm].dropna(), g[base].dropna(), lm, base)}"
+                     for f, g in per.groupby(level="fraction") if g[lm].notna().any()]
+            out.append(f"- **Data efficiency against {base}** (notebook 05, RMSE on the same training subset offered, "
+                       f"{eff.seed.nunique()} seeds): " + "; ".join(words) + ".")
     return out
 
 
