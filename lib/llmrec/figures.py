@@ -56,8 +56,8 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     if not run_csv.is_file():
         return [f"{name}: {run_csv} is missing; run the {preset} preset first"]
     if not (ref_dir / f"{name}.csv").is_file():
-        return [f"{name}: figures/{name}.tolerance.yaml has no reference {name}.csv beside it: refresh "
-                "figures/ from a run (python -m llmrec.figures --refresh)"]
+        return [(f"{name}: figures/{name}.tolerance.yaml has no reference {name}.csv beside it: refresh "
+                 "figures/ from a run (python -m llmrec.figures --refresh)")]
     ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
     run = pd.read_csv(run_csv).set_index(spec["key"])
     problems = [f"{name}: the {which} {name}.csv has the key {spec['key']} twice or more for "

@@ -10,7 +10,6 @@ import platform
 import subprocess
 import time
 from importlib import metadata
-from pathlib import Path
 
 import pandas as pd
 
