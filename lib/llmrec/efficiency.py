@@ -196,6 +196,16 @@ def percent(fraction: float) -> str:
     return f"{100 * fraction:.3g}%"
 
 
+def seeds_by_fraction(points: pd.DataFrame, method: str, other: str, metric: str = "rmse") -> dict[float, str]:
+    """At each fraction where `method` has points: the two methods' seeds compared in words
+    (llmrec.readings.seeds_compare: "lower in every seed" only when every seed agrees)."""
+    from .readings import seeds_compare
+
+    per_seed = points.pivot_table(index=["fraction", "seed"], columns="method", values=metric)
+    return {f: seeds_compare(g[method].dropna(), g[other].dropna(), method, other)
+            for f, g in per_seed.groupby(level="fraction") if g[method].notna().any()}
+
+
 def describe_match(method: str, match: dict, target_name: str, largest: float) -> str:
     """A sentence for the notebook and the results file."""
     if match["fraction"] is None:

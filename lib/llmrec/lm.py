@@ -492,12 +492,13 @@ class RatingModel(nn.Module):
 
 
 @torch.no_grad()
-def rating_token_share(model: RatingModel, lm: LoadedLM, dataset, collator,
-                       batch_size: int = 64) -> np.ndarray:
-    """Per example, the probability a decoder-only model gives the five rating tokens together,
-    out of its whole vocabulary: how much of its next token is a rating at all. The
-    classification head reads only those five logits (their softmax always sums to 1), so this
-    runs the model's own output layer on the same last-token states."""
+def predict_with_share(model: RatingModel, lm: LoadedLM, dataset, collator,
+                       batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """predict_dataset's (expected ratings, scores), and per example the probability a
+    decoder-only model gives the five rating tokens together out of its whole vocabulary: how
+    much of its next token is a rating at all. The classification head reads only those five
+    logits (their softmax always sums to 1), so the model's own output layer is run on the same
+    last-token states, caught in the same pass."""
     from .training import predict_dataset
 
     if model.family != "causal" or model.head != "classification":
@@ -506,13 +507,18 @@ def rating_token_share(model: RatingModel, lm: LoadedLM, dataset, collator,
     states = []  # the last-token states the head reads, batch by batch
     hook = model.score.register_forward_hook(lambda _m, args, _out: states.append(args[0].detach()))
     try:
-        predict_dataset(model, dataset, collator, batch_size=batch_size, desc="rating tokens' share")
+        pred, scores = predict_dataset(model, dataset, collator, batch_size=batch_size)
     finally:
         hook.remove()
     head, ids = lm.model.get_output_embeddings(), torch.tensor(model.rating_ids)
     share = [head(s.to(head.weight.device, head.weight.dtype)).float().softmax(-1)[:, ids].sum(-1)
              for s in states]
-    return torch.cat(share).cpu().numpy()
+    return pred, scores, torch.cat(share).cpu().numpy()
+
+
+def rating_token_share(model: RatingModel, lm: LoadedLM, dataset, collator, batch_size: int = 64) -> np.ndarray:
+    """Only the rating tokens' share of `predict_with_share`."""
+    return predict_with_share(model, lm, dataset, collator, batch_size)[2]
 
 
 def add_lora(model: RatingModel, lm: LoadedLM, r: int = 8, alpha: int = 16, dropout: float = 0.05,

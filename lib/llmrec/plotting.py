@@ -47,7 +47,7 @@ CHANCE = {"auc": (0.5, "chance")}  # a reference line drawn in every panel of th
 
 def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title: str = "",
                      method_col: str = "method", hue_col: str | None = "family",
-                     reference_lines: dict | None = None):
+                     reference_lines: dict | None = None, users_col: str | None = None):
     """One panel per metric, one dot per method with its value written beside it, coloured by
     `hue_col`. Where the table has <metric>_low / <metric>_high the interval is drawn as a
     whisker (rows without one have none). A dot plot does not pretend a zero: differences of a
@@ -55,8 +55,13 @@ def plot_metric_bars(table: pd.DataFrame, metrics=("rmse", "mae", "auc"), title:
     draws notebook 04's paired interval of RMSE − MF's RMSE, with 0 marked. A row far from the
     others (`far_out`) is drawn at the panel's edge as a triangle with its value, the axis cut;
     in a panel where other rows have intervals, a row without one says so. `reference_lines`
-    ({metric: (value, label)}; default: AUC 0.5, chance) draws a labelled dashed line."""
+    ({metric: (value, label)}; default: AUC 0.5, chance) draws a labelled dashed line. With
+    `users_col`, a row scored on fewer users than the most is labelled "(N users)"."""
     reference_lines = CHANCE if reference_lines is None else reference_lines
+    if users_col is not None:
+        most = table[users_col].max()
+        table = table.assign(**{method_col: [m if n == most else f"{m} ({n} users)"
+                                             for m, n in zip(table[method_col], table[users_col])]})
     use_style()
     n = len(table)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 0.42 * n + 1.9), sharey=True,

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["auc_against_chance", "direction", "interval", "metrics_line", "paired", "seeds_compare", "share"]
+__all__ = ["auc_against_chance", "direction", "interval", "metrics_line", "paired", "seeds_compare", "share", "signed_number"]
 
 
 def direction(low: float, high: float, threshold: float = 0.0) -> str:
@@ -25,12 +25,14 @@ def direction(low: float, high: float, threshold: float = 0.0) -> str:
     return "below" if high < threshold else "above" if low > threshold else "holds"
 
 
+def signed_number(x: float) -> str:
+    """A signed number with a true minus sign, as README's tables and the readings write it."""
+    return f"{x:+.3f}".replace("-", "−")
+
+
 def interval(low: float, high: float, signed: bool = True) -> str:
-    """An interval as the notebooks print it: "−0.151 … −0.071" (signed, a true minus sign, as
-    README's tables write it) or "0.941–1.057"."""
-    if signed:
-        return f"{low:+.3f} … {high:+.3f}".replace("-", "−")
-    return f"{low:.3f}–{high:.3f}"
+    """An interval as the notebooks print it: "−0.151 … −0.071" (signed) or "0.941–1.057"."""
+    return f"{signed_number(low)} … {signed_number(high)}" if signed else f"{low:.3f}–{high:.3f}"
 
 
 def paired(low: float, high: float, opponent: str, metric: str = "RMSE") -> str:

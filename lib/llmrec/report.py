@@ -69,11 +69,9 @@ def deciding_width(value, low, high, direction: int = -1, margin: float = 0.0, u
     if pd.isna(half) or pd.isna(value) or distance < 1e-12:
         return "no interval width decides a difference that sits on the boundary"
     times = (half / distance) ** 2
+    factor = f"{times:.0f}" if times >= 10 else f"{times:.1f}"
     return (f"deciding it needs an interval of about ±{distance:.4f} around this difference (this one "
-            f"is ±{half:.4f}): roughly {times:.0f}× as many {units}, if the difference stayed where it is"
-            if times >= 10 else
-            f"deciding it needs an interval of about ±{distance:.4f} around this difference (this one "
-            f"is ±{half:.4f}): roughly {times:.1f}× as many {units}, if the difference stayed where it is")
+            f"is ±{half:.4f}): roughly {factor}× as many {units}, if the difference stayed where it is")
 
 
 def _row(fid: str, kit: str, value, low, high, interval: str, paper_number: str, why: str,
@@ -354,7 +352,9 @@ def _fmt(x, digits=3) -> str:
 
 
 def _signed(x) -> str:
-    return "" if pd.isna(x) else f"{x:+.3f}".replace("-", "−")
+    from .readings import signed_number
+
+    return "" if pd.isna(x) else signed_number(x)
 
 
 def readme_results(figures=None) -> str:
@@ -435,8 +435,8 @@ def readme_summary(figures=None) -> str:
 def readme_reading(figures=None) -> list[str]:
     """README's reading of the results tables: every comparative word chosen by an interval or
     by every seed (llmrec.readings), as the notebooks' own readings are."""
-    from .efficiency import percent
-    from .readings import paired, seeds_compare
+    from .efficiency import percent, seeds_by_fraction
+    from .readings import paired
 
     fig = figures or reference_figures_dir()
     t3 = pd.read_csv(fig / "03_results.csv").set_index("method")
@@ -462,10 +462,8 @@ def readme_reading(figures=None) -> list[str]:
     eff = pd.read_csv(fig / "05_data_efficiency.csv")
     lms = [m for m in eff.method.unique() if m not in BASELINE_METHODS]
     for lm in lms:
-        per = eff.pivot_table(index=["fraction", "seed"], columns="method", values="rmse")
-        for base in [b for b in ("MF", "Transformer+MLP") if b in per]:
-            words = [f"{percent(f)}: {seeds_compare(g[lm].dropna(), g[base].dropna(), lm, base)}"
-                     for f, g in per.groupby(level="fraction") if g[lm].notna().any()]
+        for base in [b for b in ("MF", "Transformer+MLP") if b in set(eff.method)]:
+            words = [f"{percent(f)}: {w}" for f, w in seeds_by_fraction(eff, lm, base).items()]
             out.append(f"- **Data efficiency against {base}** (notebook 05, RMSE on the same training subset offered, "
                        f"{eff.seed.nunique()} seeds): " + "; ".join(words) + ".")
     return out
