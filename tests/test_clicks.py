@@ -346,13 +346,12 @@ def test_mind_download_unpacks_atomically_and_checks_the_archive(tmp_path, monke
     import zipfile
 
     import llmrec.clicks as clicks_mod
-    import llmrec.data as data_mod
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name in ("news.tsv", "behaviors.tsv"):
             zf.write(MIND / "train" / name, name)
     good = buf.getvalue()
-    monkeypatch.setattr(data_mod, "_download_url", lambda url, dest, **k: dest.write_bytes(good))
+    monkeypatch.setattr(clicks_mod, "_download_url", lambda url, dest, **k: dest.write_bytes(good))
     # an unzip killed half-way left a folder with part of the files: it is not trusted
     target = tmp_path / "small-train"
     target.mkdir()
@@ -373,11 +372,10 @@ def test_mind_download_unpacks_atomically_and_checks_the_archive(tmp_path, monke
 
 def test_mind_offline_says_to_pass_local_folders(tmp_path, monkeypatch):
     import llmrec.clicks as clicks_mod
-    import llmrec.data as data_mod
 
     def offline(url, dest, **k):
         raise ConnectionError("could not download: no network")
-    monkeypatch.setattr(data_mod, "_download_url", offline)
+    monkeypatch.setattr(clicks_mod, "_download_url", offline)
     with pytest.raises(ConnectionError, match=r"DATA_PATHS.*train.*val"):
         clicks_mod.download_mind("small-train", folder=tmp_path / "m")
 

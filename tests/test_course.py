@@ -7,9 +7,11 @@ import nbformat
 import pytest
 import yaml
 
-from llmrec import course
-from llmrec.course import PresetError, load_preset, resolve_parameters, select_notebooks
+from llmrec.course import parameters, runner
+from llmrec.course.parameters import resolve_parameters
+from llmrec.course.runner import select_notebooks
 from llmrec.paths import notebooks_dir
+from llmrec.presets import PresetError, load_preset
 
 
 def _preset(tmp_path, body: dict) -> dict:
@@ -24,7 +26,7 @@ def test_shipped_presets_are_valid_and_laptop_equals_the_notebook_defaults():
         resolve_parameters(load_preset(name), notebooks)
     plan = resolve_parameters(load_preset("laptop"), notebooks)
     for nb in notebooks:
-        declared = course.notebook_parameters(nb)
+        declared = parameters.notebook_parameters(nb)
         for name, value in plan[nb.stem].items():
             assert value == ast.literal_eval(declared[name]["default"]), (nb.stem, name)
 
@@ -71,7 +73,7 @@ def test_unparseable_parameter_line_is_an_error(tmp_path, monkeypatch):
     path = tmp_path / "09_x.ipynb"
     nbformat.write(nb, path)
     with pytest.raises(PresetError, match=r"cannot parse.*\['STEPS'\]"):
-        course.notebook_parameters(path)
+        parameters.notebook_parameters(path)
 
 
 def test_every_notebook_is_committed_clean_and_follows_the_house_layout():
@@ -86,7 +88,7 @@ def test_every_notebook_is_committed_clean_and_follows_the_house_layout():
 
 
 def test_main_reports_a_bad_preset_without_a_traceback(capsys):
-    assert course.main(["--preset", "nope"]) == 1
+    assert runner.main(["--preset", "nope"]) == 1
     assert "unknown preset 'nope'" in capsys.readouterr().err
 
 
@@ -105,8 +107,8 @@ def test_a_failing_notebook_stops_the_run_and_names_the_cell(tmp_path, monkeypat
                                      "language": "python"}
         nbformat.write(nb, root / "notebooks" / f"{name}.ipynb")
     monkeypatch.setenv("LLMREC_ROOT", str(root))
-    with pytest.raises(course.NotebookFailed) as err:
-        course.run_course("tiny")
+    with pytest.raises(runner.NotebookFailed) as err:
+        runner.run_course("tiny")
     message = str(err.value)
     # [4]: the executed copy's count, which includes the parameters cell papermill injects
     assert "01_fails.ipynb failed in cell [4] with ZeroDivisionError: boom" in message
@@ -130,18 +132,18 @@ def test_parameter_values_are_type_checked_before_any_run(tmp_path, values, mess
 
 
 def test_good_values_of_other_types_pass():
-    params = course.notebook_parameters(notebooks_dir() / "03_flan_t5_classification.ipynb")
+    params = parameters.notebook_parameters(notebooks_dir() / "03_flan_t5_classification.ipynb")
     ok = {"N_TRAIN": None, "LR": 1, "TOP_LAYERS": None, "MODEL": "tiny-t5", "LORA": True,
           "N_SHOTS": 0, "SEED": 0}
-    assert course.parameter_errors("03_flan_t5_classification", params, ok) == []
+    assert parameters.parameter_errors("03_flan_t5_classification", params, ok) == []
 
 
 def test_a_notebook_checks_its_own_parameters(monkeypatch):
     # `papermill ... -p EPOCHS abc` bypasses the runner: the notebook's set-up cell checks
     namespace = {"EPOCHS": "abc", "SEED": 0, "PRESET": "smoke"}
     with pytest.raises(PresetError, match="02_baselines.EPOCHS: 'abc' is a str"):
-        course.check_parameters("02_baselines", namespace)
-    course.check_parameters("02_baselines", {"EPOCHS": 3, "SEED": 1})
+        parameters.check_parameters("02_baselines", namespace)
+    parameters.check_parameters("02_baselines", {"EPOCHS": 3, "SEED": 1})
 
 
 @pytest.mark.parametrize("text, message", [
@@ -158,44 +160,47 @@ def test_malformed_preset_files_are_refused_clearly(tmp_path, text, message):
 
 def test_the_runner_checks_models_and_folders_before_it_starts(tmp_path, monkeypatch):
     started = []
-    monkeypatch.setattr(course, "_execute", lambda *a, **k: started.append(a))
-    from llmrec import system
+    monkeypatch.setattr(runner, "_execute", lambda *a, **k: started.append(a))
 
     def missing(alias):
         raise FileNotFoundError(f"the packaged model {alias!r} is not installed")
-    monkeypatch.setattr(system, "locate_packaged_model", missing)
+    monkeypatch.setattr(runner, "locate_packaged_model", missing)
     with pytest.raises(PresetError, match="smollm2-135m.*not installed"):
-        course.run_course("laptop", only=["00"])
+        runner.run_course("laptop", only=["00"])
     assert started == []
     monkeypatch.undo()
-    monkeypatch.setattr(course, "_execute", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(runner, "_execute", lambda *a, **k: started.append(a))
     blocked = tmp_path / "a-file"  # a file where a folder should be: no user can write there
     blocked.write_text("")
-    monkeypatch.setattr(course, "results_dir", lambda preset: blocked / "results")
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: blocked / "results")
     with pytest.raises(PresetError, match=r"a-file/results.*cannot be written"):
-        course.run_course("smoke", only=["00"])
+        runner.run_course("smoke", only=["00"])
     assert started == []
 
 
 def test_the_runner_records_each_notebooks_wall_time(tmp_path, monkeypatch):
-    from llmrec.record import load_metrics, record_metrics
+    from llmrec.course.record import load_metrics, record_metrics
     monkeypatch.setenv("LLMREC_ROOT", str(__import__("llmrec.paths", fromlist=["x"]).repo_root()))
-    monkeypatch.setattr(course, "results_dir", lambda preset: tmp_path / "results" / preset)
-    monkeypatch.setattr("llmrec.record.results_dir", lambda preset: tmp_path / "results" / preset)
-    monkeypatch.setattr(course, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(runner, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr("llmrec.course.record.results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(runner, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
 
     def fake(notebook, out, parameters, log_output):
         record_metrics(notebook.stem, parameters["PRESET"], {"rmse": 1.0})
-    monkeypatch.setattr(course, "_execute", fake)
-    course.run_course("smoke", only=["02"])
+    monkeypatch.setattr(runner, "_execute", fake)
+    runner.run_course("smoke", only=["02"])
     record = load_metrics("02_baselines", "smoke")
     assert record["metrics"] == {"rmse": 1.0} and record["wall_s"] >= 0
 
 
 def test_a_fresh_run_starts_from_empty_runs_results_and_stored_points(tmp_path, monkeypatch):
     # `make repro` must not pass on a stale figure, a stored 05 point or an old results file
-    monkeypatch.setattr(course, "results_dir", lambda preset: tmp_path / "results" / preset)
-    monkeypatch.setattr(course, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(runner, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(runner, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
     stale = [tmp_path / "runs" / "smoke" / "figures" / "02_baselines.csv",
              tmp_path / "runs" / "smoke" / "05_points" / "MF__f1__s0.json",
              tmp_path / "results" / "smoke" / "02_baselines.json"]
@@ -203,9 +208,9 @@ def test_a_fresh_run_starts_from_empty_runs_results_and_stored_points(tmp_path, 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("old")
     seen = []
-    monkeypatch.setattr(course, "_execute",
+    monkeypatch.setattr(runner, "_execute",
                         lambda nb, out, parameters, log_output: seen.append([p.exists() for p in stale]))
-    course.run_course("smoke", only=["02"], fresh=True)
+    runner.run_course("smoke", only=["02"], fresh=True)
     assert seen == [[False, False, False]]
 
 
@@ -216,7 +221,7 @@ def test_readme_data_paths_command_is_accepted_as_papermill_passes_it():
 
     from papermill.cli import _resolve_type
 
-    from llmrec.course import check_parameters, notebook_parameters
+    from llmrec.course.parameters import check_parameters, notebook_parameters
     from llmrec.paths import notebooks_dir, repo_root
 
     readme = (repo_root() / "README.md").read_text()
@@ -232,7 +237,8 @@ def test_readme_data_paths_command_is_accepted_as_papermill_passes_it():
 
 
 def test_a_dict_parameter_that_is_not_json_is_named_with_the_form_to_use():
-    from llmrec.course import PresetError, check_parameters
+    from llmrec.course.parameters import check_parameters
+    from llmrec.presets import PresetError
 
     namespace = {"DATA_PATHS": "ratings_path=r.csv"}
     with pytest.raises(PresetError, match=r"DATA_PATHS: 'ratings_path=r.csv' is a str; expected a dict.*"
@@ -243,8 +249,9 @@ def test_a_dict_parameter_that_is_not_json_is_named_with_the_form_to_use():
 def test_a_preset_file_outside_presets_runs_and_one_named_like_a_shipped_preset_is_refused(tmp_path, monkeypatch):
     import shutil
 
-    from llmrec.course import PresetError, load_preset, run_course
+    from llmrec.course.runner import run_course
     from llmrec.paths import presets_dir, results_dir, runs_dir
+    from llmrec.presets import PresetError, load_preset
 
     copy = tmp_path / "laptop.yaml"
     shutil.copy(presets_dir() / "smoke.yaml", copy)
@@ -269,14 +276,14 @@ def test_a_notebooks_set_up_cell_checks_its_results_folder_before_the_work(tmp_p
     all the work, when results/ could not be written."""
     blocked = tmp_path / "a-file"
     blocked.write_text("")
-    monkeypatch.setattr(course, "results_dir", lambda preset: blocked / "results" / preset)
-    declared = course.notebook_parameters(course.notebooks_dir() / "02_baselines.ipynb")
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: blocked / "results" / preset)
+    declared = parameters.notebook_parameters(parameters.notebooks_dir() / "02_baselines.ipynb")
     namespace = {name: eval(p["default"]) for name, p in declared.items()}
     namespace["PRESET"] = "smoke"
     with pytest.raises(PresetError, match=r"a-file/results/smoke cannot be written"):
-        course.check_parameters("02_baselines", namespace)
+        parameters.check_parameters("02_baselines", namespace)
     monkeypatch.undo()
-    course.check_parameters("02_baselines", namespace)  # and a writable one passes
+    parameters.check_parameters("02_baselines", namespace)  # and a writable one passes
 
 
 def test_no_run_leaves_files_in_tmp(tmp_path, monkeypatch):
@@ -296,11 +303,11 @@ def test_no_run_leaves_files_in_tmp(tmp_path, monkeypatch):
     from llmrec.paths import scratch_dir
     assert (scratch_dir() / "torchinductor").is_dir()
 
-    km = course.kernel_manager_class()(kernel_name="python3")
+    km = runner.kernel_manager_class()(kernel_name="python3")
     km.write_connection_file()
     assert Path(km.connection_file).parent == scratch_dir() / "kernels"
     dead = Path(km.connection_file).parent / "kernel-999999999-0.json"  # a killed run's
     dead.write_text("{}")
-    course.remove_stale_kernel_files()
+    runner.remove_stale_kernel_files()
     assert not dead.exists() and Path(km.connection_file).exists()  # this process's stays
     km.cleanup_connection_file()

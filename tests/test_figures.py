@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from llmrec import figures
+from llmrec.course import figures
 
 
 @pytest.fixture

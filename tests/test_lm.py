@@ -547,8 +547,8 @@ def test_readme_states_the_prompt_limits_the_code_uses():
     import inspect
 
     from llmrec.lm import prompt_encodings
+    from llmrec.packaged_models import locate_packaged_model
     from llmrec.paths import repo_root
-    from llmrec.system import locate_packaged_model
 
     readme = " ".join((repo_root() / "README.md").read_text().split())
     limit = inspect.signature(prompt_encodings).parameters["max_length"].default

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmrec.course import run_course
+from llmrec.course.record import load_metrics
+from llmrec.course.runner import run_course
 from llmrec.paths import results_dir, run_figures_dir, runs_dir
-from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.notebook
 PRESET = "smoke"
@@ -246,8 +246,8 @@ def test_bring_your_own_data_runs_01_and_02(tmp_path, monkeypatch):
 
 
 def test_report_notebook(smoke_run):
-    from llmrec.papers import once_table2, paper_findings
-    from llmrec.report import NOTEBOOKS, VERDICTS
+    from llmrec.course.papers import once_table2, paper_findings
+    from llmrec.course.report import NOTEBOOKS, VERDICTS
 
     figures = run_figures_dir(PRESET)
     _figures_exist(("07_report", "07_claims"), 5_000)
@@ -352,8 +352,9 @@ def test_classification_notebook_runs_the_papers_prompt_formulation(smoke_run, t
     tiny T5 of the same family; run under its own preset name so the smoke records stay."""
     import papermill as pm
 
-    from llmrec.course import load_preset, resolve_parameters
+    from llmrec.course.parameters import resolve_parameters
     from llmrec.paths import notebooks_dir
+    from llmrec.presets import load_preset
 
     nb = notebooks_dir() / "03_flan_t5_classification.ipynb"
     params = resolve_parameters(load_preset("smoke"), [nb])[nb.stem]

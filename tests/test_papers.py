@@ -5,7 +5,13 @@ import math
 import pytest
 import yaml
 
-from llmrec.papers import fidelity, once_table2, paper_findings, paper_numbers, paper_settings
+from llmrec.course.papers import (
+    fidelity,
+    once_table2,
+    paper_findings,
+    paper_numbers,
+    paper_settings,
+)
 from llmrec.paths import presets_dir
 
 
@@ -89,7 +95,7 @@ def test_an_unexplained_difference_a_stale_deviation_and_an_unknown_id_are_probl
 
 
 def test_deviations_must_be_a_mapping(tmp_path):
-    from llmrec.course import PresetError, load_preset
+    from llmrec.presets import PresetError, load_preset
 
     path = _edited_paper_preset(tmp_path, lambda body: body.update(deviations=["kang2023.model_xxl"]))
     with pytest.raises(PresetError, match="deviations must be a mapping of setting: reason"):
@@ -102,7 +108,7 @@ def test_goodreads_rows_are_consistent_except_the_flagged_one():
     typo, and must say so in its note."""
     import numpy as np
 
-    from llmrec.papers import paper_numbers
+    from llmrec.course.papers import paper_numbers
 
     t = paper_numbers()
     g = t[(t.paper == "once2024") & (t.dataset == "Goodreads") & (t.table == "Table 2")]

@@ -5,9 +5,9 @@ figures/ (README must be what `make report` writes)."""
 import numpy as np
 import pytest
 
-from llmrec import report
-from llmrec.papers import paper_findings
-from llmrec.report import VERDICTS, claims, readme_results, update_readme, verdict
+from llmrec.course import report
+from llmrec.course.papers import paper_findings
+from llmrec.course.report import VERDICTS, claims, readme_results, update_readme, verdict
 
 
 @pytest.mark.parametrize("value, low, high, direction, margin, expected", [
@@ -156,7 +156,7 @@ def test_a_small_difference_is_not_reproduced_by_its_point():
 
 
 def test_nan_survives_the_json_record_as_no_result():
-    from llmrec.record import _clean
+    from llmrec.course.record import _clean
 
     records = _clean(_kang(reg_rmse=float("nan")) | _once())
     records["06_once_dire"]["cache_speed"][2]["of theory low"] = None  # one timed step: no interval
@@ -213,8 +213,8 @@ def test_readme_reading_is_worded_by_the_intervals(tmp_path):
 
     import pandas as pd
 
+    from llmrec.course.report import readme_reading, readme_summary
     from llmrec.paths import reference_figures_dir
-    from llmrec.report import readme_reading, readme_summary
 
     for p in reference_figures_dir().glob("*.csv"):
         shutil.copy(p, tmp_path / p.name)

@@ -8,10 +8,10 @@ are built again in an empty folder."""
 import pandas as pd
 import pytest
 
-from llmrec.course import run_course
-from llmrec.figures import checked_figures, compare_all
+from llmrec.course.figures import checked_figures, compare_all
+from llmrec.course.record import load_metrics
+from llmrec.course.runner import run_course
 from llmrec.paths import ENV_DATA, run_figures_dir
-from llmrec.record import load_metrics
 
 pytestmark = pytest.mark.repro
 

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
-from llmrec import site
+from llmrec.course import site
 from llmrec.paths import runs_dir
 
 pytestmark = pytest.mark.notebook
@@ -191,7 +191,7 @@ def test_a_notebook_killed_midway_is_not_published(tmp_path, monkeypatch):
 
     import nbformat
 
-    from llmrec.course import list_notebooks
+    from llmrec.paths import list_notebooks
 
     runs = tmp_path / "runs" / "killed"
     runs.mkdir(parents=True)
@@ -211,7 +211,7 @@ def test_a_notebook_killed_midway_is_not_published(tmp_path, monkeypatch):
 def test_a_chapter_shows_the_parameters_the_run_used_once():
     import nbformat
 
-    from llmrec.site import run_parameters
+    from llmrec.course.site import run_parameters
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell('PRESET = "laptop"            # smoke | laptop | paper\nLINE = "{name}: {rating}"  # one line\nSEED = 0', metadata={"tags": ["parameters"]}),
@@ -238,7 +238,7 @@ def test_a_chapter_shows_the_parameters_the_run_used_once():
 def test_finished_bars_are_dropped_and_live_ones_drawn_from_their_state():
     import nbformat
 
-    from llmrec.site import WIDGET_STATE, WIDGET_VIEW, static_widgets
+    from llmrec.course.site import WIDGET_STATE, WIDGET_VIEW, static_widgets
 
     def view(model_id):
         return nbformat.v4.new_output("display_data", data={WIDGET_VIEW: {"model_id": model_id},

@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from llmrec import student
+from llmrec.course import student
 from llmrec.paths import notebooks_dir
 
 

@@ -2,7 +2,8 @@ import importlib.util
 
 import pytest
 
-from llmrec.system import check_requirements, locate_packaged_model, recommend_preset, system_report
+from llmrec.course.system import check_requirements, recommend_preset, system_report
+from llmrec.packaged_models import locate_packaged_model
 
 
 def test_missing_packaged_model_says_how_to_install_it(monkeypatch):
@@ -32,8 +33,8 @@ def test_the_paper_preset_checks_its_hub_models_and_a_gpu(monkeypatch, tmp_path)
     import torch
 
     import llmrec.lm as lm_mod
-    from llmrec.course import load_preset
-    from llmrec.system import check_requirements, hub_models
+    from llmrec.course.system import check_requirements, hub_models
+    from llmrec.presets import load_preset
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(lm_mod, "_in_hub_cache", lambda repo: False)  # whatever this machine cached

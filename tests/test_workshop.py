@@ -7,9 +7,8 @@ import re
 import pytest
 import yaml
 
-from llmrec import workshop
-from llmrec.course import list_notebooks
-from llmrec.paths import repo_root
+from llmrec.course import workshop
+from llmrec.paths import list_notebooks, repo_root
 
 DOC = repo_root() / "docs" / "WORKSHOP.md"
 
@@ -90,9 +89,7 @@ def test_the_page_has_what_a_teacher_needs():
 def test_course_times_are_written_from_what_the_runs_measured(tmp_path, monkeypatch):
     import json
 
-    from llmrec import paths
-
-    monkeypatch.setattr(paths, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(workshop, "results_dir", lambda preset: tmp_path / "results" / preset)
     course = [p.stem for p in list_notebooks()]
     for k, preset in enumerate(("smoke", "laptop")):
         folder = tmp_path / "results" / preset

@@ -1,4 +1,8 @@
-"""llmrec: the shared library of the LLM-for-recommendation course kit."""
+"""llmrec: the shared library of the LLM-for-recommendation course kit.
+
+Its top level is the science the notebooks teach (data, splits, prompts, baselines, language
+models, ONCE, metrics); llmrec.course is the machinery that runs, records, checks and publishes
+the course, and nothing here imports it (docs/ARCHITECTURE.md)."""
 
 import os as _os
 

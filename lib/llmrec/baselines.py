@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .metrics import rating_metrics, rmse
 from .splits import Processed
 from .training import TrainConfig, TrainResult, predict, seed_everything, train_regressor
 
@@ -52,8 +53,6 @@ def heuristic_predictions(processed: Processed, examples: pd.DataFrame,
 def better_average(processed: Processed) -> str:
     """"user average" or "item average": the one with the lower RMSE on the validation split, the
     opponent a model that learned anything must beat (notebooks 03 and 04)."""
-    from .metrics import rmse
-
     val = processed.split("val")
     heuristics = heuristic_predictions(processed, val)
     return min(("user average", "item average"), key=lambda h: rmse(val["rating"], heuristics[h]))
@@ -274,8 +273,6 @@ def run_baselines(processed: Processed, examples: pd.DataFrame, *, epochs: int =
                   max_steps: int | None = None, seed: int = 0, transformer_dim: int = 64,
                   models=BASELINE_MODELS):
     """Every baseline of notebook 02 on `examples`: (table rows, predictions, learning curves)."""
-    from .metrics import rating_metrics
-
     y = examples["rating"].to_numpy()
     predictions = heuristic_predictions(processed, examples)
     rows = [{"method": m, "family": "heuristic", **rating_metrics(y, p)}
@@ -293,28 +290,3 @@ def run_baselines(processed: Processed, examples: pd.DataFrame, *, epochs: int =
                      **rating_metrics(y, predictions[name])})
         curves.append(result.history.assign(method=name))
     return pd.DataFrame(rows), predictions, pd.concat(curves, ignore_index=True)
-
-
-def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kwargs):
-    """The baseline rows for the results table: read from notebook 02's record when it was run
-    with the same data parameters, else computed now (about 2 minutes on the embedded data)."""
-    from .record import load_matching
-
-    record = load_matching("02_baselines", preset, parameters)
-    if record and "table" in record["metrics"]:
-        print("Baselines: read from notebook 02's results")
-        return pd.DataFrame(record["metrics"]["table"])
-    print("Baselines: notebook 02 has not been run with these parameters; training them now")
-    rows, _, _ = run_baselines(processed, processed.split("test"), **run_kwargs)
-    return rows
-
-
-def recorded_predictions(preset: str, parameters: dict, examples: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The trained baselines' test predictions that notebook 02 recorded, when it ran with the same
-    data parameters on exactly these test examples (same rows, same order); else {}."""
-    from .record import load_matching, same_test_rows
-
-    record = load_matching("02_baselines", preset, parameters)
-    if not same_test_rows(record, examples):
-        return {}
-    return {name: np.asarray(p, dtype=float) for name, p in record["metrics"].get("test_predictions", {}).items()}

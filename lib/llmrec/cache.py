@@ -79,6 +79,7 @@ class EncoderTop(nn.Module):
         self.layer = nn.ModuleList(copy.deepcopy(list(_encoder_layers(lm))[split:stop]))
 
     def forward(self, inputs_embeds, attention_mask, **kwargs):
+        # lazy: transformers takes seconds to import; only the encoders' forward pass needs it
         from transformers.masking_utils import create_bidirectional_mask
         from transformers.modeling_outputs import BaseModelOutput
 

@@ -33,7 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import _download_url, load_ratings, to_unix_seconds
+from .data import _read_table as read_table
 from .io import atomic_dir, sha256_file
+from .paths import raw_dir, resolve_data_path
 
 MIND_NEWS_COLUMNS = ["news_id", "category", "subcategory", "title", "abstract", "url",
                      "title_entities", "abstract_entities"]
@@ -217,9 +220,6 @@ def download_mind(which: str = "small-train", url: str | None = None,
     The archive is checked against `sha256` when it is known, and unpacked into a temporary
     folder that takes the final name only once complete (marked by a `.complete` file): an
     interrupted unzip is never trusted, it is unpacked again."""
-    from .data import _download_url
-    from .paths import raw_dir
-
     url = url or MIND_URLS.get(which)
     if url is None:
         raise ValueError(f"unknown MIND archive {which!r}; choose one of {sorted(MIND_URLS)} or "
@@ -266,6 +266,42 @@ def catalogue_entry_times(ratings: pd.DataFrame, min_item_ratings: int = 1) -> p
     return nth.set_index("item_id")["timestamp"].sort_values(kind="stable")
 
 
+def _likes_with_history(g: pd.DataFrame, times: np.ndarray, entry: np.ndarray, like: float,
+                        history_len: int, min_history: int) -> list[tuple[int, int, list]]:
+    """One user's likes that can be impressions, as (n: the n-th like, j: its row in `g`, the
+    history): the liked item was in the catalogue before its time t, and at least `min_history`
+    earlier likes were too (the latest `history_len` of them make the history)."""
+    items = g["item_id"].to_numpy()
+    liked = np.flatnonzero(g["rating"].to_numpy() >= like)
+    out = []
+    for n, j in enumerate(liked):  # the user's n-th like
+        t = times[j]
+        if not entry[j] < t:
+            continue  # not in the catalogue yet: it could not have been shown
+        earlier = liked[(times[liked] < t) & (entry[liked] < t)]  # strictly earlier
+        history = items[earlier][-history_len:]
+        if len(history) >= min_history:
+            out.append((n, j, list(history)))
+    return out
+
+
+def _split_from_end(from_end: int) -> str:
+    """A user's last impression is test, the one before it validation, the rest training."""
+    return "test" if from_end == 1 else "val" if from_end == 2 else "train"
+
+
+def _sample_negatives(rng: np.random.Generator, catalogue: np.ndarray, n_neg: int,
+                      first_rated: dict, t) -> list:
+    """`n_neg` distinct items of the catalogue at t (`catalogue`: the items that entered before
+    t) that the user had not rated by t, drawn at random."""
+    negs: list = []
+    while len(negs) < n_neg:
+        for c in catalogue[rng.integers(0, len(catalogue), size=2 * n_neg)]:
+            if len(negs) < n_neg and c not in negs and not first_rated.get(c, t + 1) <= t:
+                negs.append(c)
+    return negs
+
+
 def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: str,
                fields: list[str], like: float = 4, history_len: int = 10, min_history: int = 3,
                negatives: int = 4, eval_negatives: int = 9, min_item_ratings: int = 1,
@@ -301,20 +337,10 @@ def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: 
         first_rated = {}
         for i, t in zip(g_items, g_times):
             first_rated.setdefault(i, t)
-        liked = np.flatnonzero(g["rating"].to_numpy() >= like)
-        user_rows = []
-        for n, j in enumerate(liked):  # the user's n-th like
-            t = g_times[j]
-            if not g_entry[j] < t:
-                continue  # not in the catalogue yet: it could not have been shown
-            earlier = liked[(g_times[liked] < t) & (g_entry[liked] < t)]  # strictly earlier
-            history = g_items[earlier][-history_len:]
-            if len(history) >= min_history:
-                user_rows.append((n, j, list(history)))
-        for k, (n, j, history) in enumerate(user_rows):
-            from_end = len(user_rows) - k
-            split = "test" if from_end == 1 else "val" if from_end == 2 else "train"
-            if split == "train" and max_train_per_user and from_end - 2 > max_train_per_user:
+        likes = _likes_with_history(g, g_times, g_entry, like, history_len, min_history)
+        for k, (n, j, history) in enumerate(likes):
+            split = _split_from_end(len(likes) - k)
+            if split == "train" and max_train_per_user and len(likes) - k - 2 > max_train_per_user:
                 continue
             n_neg = negatives if split == "train" else eval_negatives
             t = g_times[j]
@@ -322,11 +348,7 @@ def click_task(ratings: pd.DataFrame, items: pd.DataFrame, *, name: str, label: 
             rated_then = int(((g_times <= t) & (g_entry < t)).sum())  # of those, rated by t
             if existing - rated_then < n_neg:
                 continue  # too early in the data for enough negatives
-            negs: list = []
-            while len(negs) < n_neg:
-                for c in catalogue[rng.integers(0, existing, size=2 * n_neg)]:
-                    if len(negs) < n_neg and c not in negs and not first_rated.get(c, t + 1) <= t:
-                        negs.append(c)
+            negs = _sample_negatives(rng, catalogue[:existing], n_neg, first_rated, t)
             candidates = [g_items[j], *negs]
             order = rng.permutation(len(candidates))
             rows.append({"impression_id": f"{user}-{n}", "user_id": user, "split": split,
@@ -350,8 +372,6 @@ def rating_clicks(dataset: str = "movielens-small", *, load_kwargs: dict | None 
     enters the catalogue once it has `min_item_ratings` ratings (rare ones carry little signal
     and make the catalogue, hence the layer cache, larger); `max_users` builds impressions for a
     seeded sample of users only (smoke preset)."""
-    from .data import load_ratings
-
     data = load_ratings(dataset, **(load_kwargs or {}))
     users = None
     if max_users:
@@ -372,8 +392,6 @@ def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> Cli
     """Goodreads: `books` (CSV or JSON lines: book_id, title, description[, authors]) and
     `interactions` (CSV or JSON lines: user_id, book_id, rating, and a time column —
     timestamp, date_updated or date_added), as a click task like MovieLens."""
-    from .data import to_unix_seconds
-
     books_df, inter = _read_table(books), _read_table(interactions)
     missing = {"book_id", "title", "description"} - set(books_df.columns)
     if missing:
@@ -397,9 +415,6 @@ def load_goodreads(books: str | Path, interactions: str | Path, **kwargs) -> Cli
 
 def _read_table(path: str | Path) -> pd.DataFrame:
     """JSON lines (Goodreads' own dumps) or any table llmrec.data reads (CSV, TSV, Parquet)."""
-    from .data import _read_table as read_table
-    from .paths import resolve_data_path
-
     path = resolve_data_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import gzip
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
+from tqdm.auto import tqdm
 
 from .io import atomic_path, sha256_file
 from .paths import data_dir, raw_dir, resolve_data_path
@@ -281,9 +284,6 @@ ML100K_WHEEL = Source("recbole-1.2.1-py3-none-any.whl",
 
 
 def _download_url(url: str, dest: Path, retries: int = 3, timeout: float = 30) -> None:
-    import requests
-    from tqdm.auto import tqdm
-
     last = None
     for attempt in range(1, retries + 1):
         try:
@@ -588,8 +588,6 @@ def _loader(name: str):
 
 def check_load_kwargs(name: str, kwargs: dict) -> None:
     """Refuse, before any work, a data set's missing paths or unknown options (DATA_PATHS)."""
-    import inspect
-
     loader = _loader(name)
     if not isinstance(kwargs, dict):
         raise TypeError(f"DATA_PATHS must be a dict of the loader's arguments, got {kwargs!r}")

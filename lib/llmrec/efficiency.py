@@ -26,7 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
 from .io import write_json
+from .lm import build_rating_model, collator_for
+from .metrics import rating_metrics
+from .packed import PackedDataset, build_packed_model, collate_packed, predict_packed
+from .readings import seeds_compare
+from .training import TrainConfig, predict_dataset, seed_everything, train_with_trainer
 
 POINT_FORMAT = 1
 POINT_FIELDS = ("method", "fraction", "seed", "n_train", "metrics", "seconds", "settings")
@@ -199,8 +205,6 @@ def percent(fraction: float) -> str:
 def seeds_by_fraction(points: pd.DataFrame, method: str, other: str, metric: str = "rmse") -> dict[float, str]:
     """At each fraction where `method` has points: the two methods' seeds compared in words
     (llmrec.readings.seeds_compare: "lower in every seed" only when every seed agrees)."""
-    from .readings import seeds_compare
-
     per_seed = points.pivot_table(index=["fraction", "seed"], columns="method", values=metric)
     return {f: seeds_compare(g[method].dropna(), g[other].dropna(), method, other)
             for f, g in per_seed.groupby(level="fraction") if g[method].notna().any()}
@@ -255,10 +259,6 @@ def baseline_point(name: str, processed, subset: pd.DataFrame, test: pd.DataFram
     """Train baseline `name` (the settings of notebook 02, updated by `model_params`, e.g. the
     item_text of Text-aware MF) on `subset`, early-stopping on `val` (default: the whole
     validation split); score it on `test`."""
-    from .baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
-    from .metrics import rating_metrics
-    from .training import TrainConfig
-
     setting = BASELINE_SETTINGS[name]
     batch, n_epochs = scaled_schedule(len(subset), setting["train"]["batch_size"], epochs,
                                       min_steps)
@@ -287,10 +287,6 @@ def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
     """Fine-tune a fresh regression head (and the top layers, or every layer) of `lm` on
     `train_dataset`; score it on the test set. At least `min_steps` steps (more epochs for a small
     subset); `max_steps` caps it (smoke)."""
-    from .lm import build_rating_model, collator_for
-    from .metrics import rating_metrics
-    from .training import predict_dataset, seed_everything, train_with_trainer
-
     n = len(train_dataset)
     steps = _steps(n, epochs, batch_size, min_steps, max_steps)
     seed_everything(seed)
@@ -328,10 +324,6 @@ def packed_point(lm, inputs, train_slots: pd.DataFrame, val_slots: pd.DataFrame,
     `inputs` (at least `min_steps` steps), the best of `eval_points` checkpoints kept on
     `val_slots`; scored on `test_slots` (the test examples' slots, in their order). With
     `keep_predictions` the test predictions come back too ("predictions")."""
-    from .metrics import rating_metrics
-    from .packed import PackedDataset, build_packed_model, collate_packed, predict_packed
-    from .training import seed_everything, train_with_trainer
-
     if train_slots.empty:
         raise ValueError("no training target of the packed sequences falls in this subset: raise the "
                          "smallest fraction the language model trains on (LM_FRACTIONS)")

@@ -28,6 +28,27 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import torch
+from accelerate import PartialState
+from safetensors.torch import save_file
+from transformers.integrations import is_deepspeed_zero3_enabled
+
+from .io import atomic_dir
+from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
+from .metrics import rating_metrics
+from .presets import load_preset
+from .splits import ensure_processed
+from .training import (
+    fsdp_on_cpu_processes,
+    pick_device,
+    pick_precision,
+    predict_dataset,
+    seed_everything,
+    sharded,
+    train_with_trainer,
+    training_arguments,
+)
+
 # What --preset takes from a preset's notebook 03 (classification) or 04 (regression), and the
 # flag each becomes. A flag given on the command line wins.
 PRESET_FLAGS = {"DATASET": "dataset", "HISTORY_LEN": "history_len", "MAX_USERS": "max_users",
@@ -82,8 +103,6 @@ def parse_args(argv=None):
 
 def preset_settings(preset: str, head: str) -> dict:
     """A preset's settings for notebook 03 (classification) or 04 (regression), as flags."""
-    from .course import load_preset
-
     cfg = load_preset(preset)
     notebook = "03_flan_t5_classification" if head == "classification" else "04_flan_t5_regression"
     values = {**cfg["common"], **(cfg["notebooks"].get(notebook) or {})}
@@ -99,8 +118,6 @@ def launcher_precision() -> str | None:
 def choose_precision(requested: str, device, model_type: str) -> str:
     """--precision, checked against the launcher's: DeepSpeed refuses a mismatch only after the
     model is loaded ("ds bf16.enabled=True vs hf bf16=False")."""
-    from .training import pick_precision
-
     # Only DeepSpeed holds the Trainer to the launcher's precision; for DDP and FSDP the Trainer
     # passes its own to accelerate (a bare `--multi_gpu` launch says "no" without being asked).
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
@@ -118,45 +135,39 @@ def choose_precision(requested: str, device, model_type: str) -> str:
     return chosen
 
 
-def main(argv=None) -> dict:
-    import torch
-    from accelerate import PartialState
-
-    from .lm import build_rating_model, collator_for, load_lm, make_dataset, save_rating_model
-    from .metrics import rating_metrics
-    from .splits import ensure_processed
-    from .training import (
-        fsdp_on_cpu_processes,
-        pick_device,
-        predict_dataset,
-        seed_everything,
-        sharded,
-        train_with_trainer,
-        training_arguments,
-    )
-
-    args = parse_args(argv)
-    fsdp_on_cpu_processes()
-    # under accelerate launch or torchrun: joins the process group. The timeout is how long the
-    # other processes wait while the main one works alone (builds the split, saves the model)
-    # On CPU processes accelerate joins the group only when told `cpu` (else it reports one
-    # process until TrainingArguments exist: every rank was "main" and took the whole batch);
-    # DeepSpeed brings its own CPU accelerator and must not be told.
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    state = PartialState(cpu=not torch.cuda.is_available() and not deepspeed,
-                         timeout=timedelta(hours=2))
-    seed_everything(args.seed)
-    out = Path(args.output_dir)
-    if state.is_main_process:
-        print("settings:", json.dumps({k: getattr(args, k) for k in DEFAULTS}), flush=True)
-    with state.main_process_first():  # one process builds (or downloads) the split, then the rest load it
+def load_examples(args, state):
+    """The split (one process builds or downloads it, then the rest load it), the training and
+    validation samples, and the test examples."""
+    with state.main_process_first():
         processed = ensure_processed(args.dataset, history_len=args.history_len,
                                      max_users=args.max_users, seed=args.seed,
                                      verbose=state.is_main_process)
     train = processed.sample("train", args.n_train or None, args.seed)
     val = processed.sample("val", args.n_val, args.seed)
-    test = processed.split("test")
+    return processed, train, val, processed.split("test")
 
+
+def join_processes() -> PartialState:
+    """Under accelerate launch or torchrun: join the process group (alone: a group of one). The
+    timeout is how long the other processes wait while the main one works alone (builds the
+    split, saves the model)."""
+    fsdp_on_cpu_processes()
+    # On CPU processes accelerate joins the group only when told `cpu` (else it reports one
+    # process until TrainingArguments exist: every rank was "main" and took the whole batch);
+    # DeepSpeed brings its own CPU accelerator and must not be told.
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return PartialState(cpu=not torch.cuda.is_available() and not deepspeed,
+                        timeout=timedelta(hours=2))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    state = join_processes()
+    seed_everything(args.seed)
+    out = Path(args.output_dir)
+    if state.is_main_process:
+        print("settings:", json.dumps({k: getattr(args, k) for k in DEFAULTS}), flush=True)
+    processed, train, val, test = load_examples(args, state)
     device = pick_device("auto")
     model_type = "t5" if "t5" in str(args.model).lower() else ""  # refuses fp16 for T5, before loading
     precision = choose_precision(args.precision, device, model_type)
@@ -169,8 +180,6 @@ def main(argv=None) -> dict:
         # until TrainingArguments exist (its main_process_first above is then a no-op, and the
         # shared folders of llmrec.io keep the ranks from tripping over each other)
         processes=int(os.environ.get("WORLD_SIZE", state.num_processes)))
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
     sharded_loading = is_deepspeed_zero3_enabled()  # from_pretrained loads a shard per process
     lm = load_lm(args.model, seed=args.seed)
     with state.main_process_first():  # the layer cache, likewise
@@ -184,44 +193,57 @@ def main(argv=None) -> dict:
     tied = tied_names(model)  # before sharding rewraps the parameters
     trainer, log = train_with_trainer(model, data["train"], data["val"], collator_for(lm),
                                       args=training_args)
-    metrics = {}
     targs = trainer.args
     run = {"processes": state.num_processes, "precision": precision,
            "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
            "effective_batch": targs.per_device_train_batch_size * state.num_processes
            * targs.gradient_accumulation_steps,
            "zero3_sharded_loading": sharded_loading}
+    pred = predict_and_save(args, state, trainer, model, data["test"], collator_for(lm), build, tied)
+    metrics = write_results(args, test, pred, run, log) if state.is_main_process else {}
+    state.wait_for_everyone()
+    return metrics
+
+
+def predict_and_save(args, state, trainer, model, test_data, collator, build: dict, tied: set[str]):
+    """The test predictions (on the main process; None elsewhere when the model is whole) and the
+    trained model written whole to <output-dir>/model, however the training sharded it."""
+    out, meta = Path(args.output_dir), {"top_layers": args.top_layers}
     if not sharded():
         # one process or DDP: the trained model is whole in every process; the main one predicts
         # and saves it alone (the unwrapped module calls no collective)
-        if state.is_main_process:
-            pred, _ = predict_dataset(model, data["test"], collator_for(lm))
-            base = model.merge_and_unload() if args.lora else model
-            save_rating_model(base, out / "model", meta={"top_layers": args.top_layers})
-    else:
-        # ZeRO-3 / FSDP: every process predicts its share with the sharded model (outputs
-        # gathered), and takes part in gathering the weights, which only the main one receives
-        # and writes — no second copy of the model anywhere
-        scores = torch.as_tensor(trainer.predict(data["test"]).predictions)
-        pred = (scores.float().softmax(-1) @ torch.arange(1.0, 6.0) if args.head == "classification"
-                else scores.float().reshape(-1)).numpy()
-        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-        if state.is_main_process:
-            if args.lora:  # merging the adapters needs the model: build one whole copy
-                whole = whole_model(args, build, weights).merge_and_unload()
-                save_rating_model(whole, out / "model", meta={"top_layers": args.top_layers})
-            else:
-                save_rating_weights(model, weights, tied, out / "model",
-                                    meta={"top_layers": args.top_layers})
+        if not state.is_main_process:
+            return None
+        pred, _ = predict_dataset(model, test_data, collator)
+        save_rating_model(model.merge_and_unload() if args.lora else model, out / "model", meta=meta)
+        return pred
+    # ZeRO-3 / FSDP: every process predicts its share with the sharded model (outputs gathered),
+    # and takes part in gathering the weights, which only the main one receives and writes — no
+    # second copy of the model anywhere
+    scores = torch.as_tensor(trainer.predict(test_data).predictions)
+    pred = (scores.float().softmax(-1) @ torch.arange(1.0, 6.0) if args.head == "classification"
+            else scores.float().reshape(-1)).numpy()
+    weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if state.is_main_process:
-        metrics = rating_metrics(test["rating"].to_numpy(), pred)
-        test[["user_idx", "item_idx", "rating"]].assign(prediction=pred).to_csv(
-            out / "predictions.csv", index=False)
-        (out / "metrics.json").write_text(json.dumps(
-            {"metrics": metrics, "args": vars(args), **run, "log": log.to_dict("records")},
-            indent=2, default=str) + "\n")
-        print(json.dumps(metrics, indent=2))
-    state.wait_for_everyone()
+        if args.lora:  # merging the adapters needs the model: build one whole copy
+            whole = whole_model(args, build, weights).merge_and_unload()
+            save_rating_model(whole, out / "model", meta=meta)
+        else:
+            save_rating_weights(model, weights, tied, out / "model", meta=meta)
+    return pred
+
+
+def write_results(args, test, pred, run: dict, log) -> dict:
+    """<output-dir>/predictions.csv and metrics.json (the metrics, the settings, how it ran, the
+    training log), written by the main process; the test metrics."""
+    out = Path(args.output_dir)
+    metrics = rating_metrics(test["rating"].to_numpy(), pred)
+    test[["user_idx", "item_idx", "rating"]].assign(prediction=pred).to_csv(
+        out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(
+        {"metrics": metrics, "args": vars(args), **run, "log": log.to_dict("records")},
+        indent=2, default=str) + "\n")
+    print(json.dumps(metrics, indent=2))
     return metrics
 
 
@@ -237,10 +259,6 @@ def tied_names(model) -> set[str]:
 def save_rating_weights(model, weights: dict, tied: set[str], folder: Path, meta: dict) -> None:
     """Write gathered `weights` as lm.save_rating_model writes a model (lm.load_rating_model reads
     it): each tied group stored once, by its first name (`tied`: the others)."""
-    from safetensors.torch import save_file
-
-    from .io import atomic_dir
-
     info = {"model_name": model.model_name, "family": model.family, "head": model.head, **meta}
     with atomic_dir(folder) as tmp:
         save_file({k: v.contiguous() for k, v in weights.items() if k not in tied},
@@ -250,9 +268,8 @@ def save_rating_weights(model, weights: dict, tied: set[str], folder: Path, meta
 
 def whole_model(args, build: dict, weights: dict):
     """A fresh model in this process, outside any sharding, holding the gathered `weights`."""
-    from .lm import build_rating_model, load_lm
-
     try:  # from_pretrained must not partition this copy over processes that are not calling it
+        # lazy: this part of transformers exists only where DeepSpeed is installed
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
         unset_hf_deepspeed_config()

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .paths import cache_dir
+from .paths import cache_dir, model_dir
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -86,8 +86,6 @@ def _say_a_full_disk(path: Path, partial: Path) -> Iterator[None]:
 
 def _move_advice(path: Path) -> str:
     """Which variable moves the folder `path` is in, as advice ('' when none does)."""
-    from .paths import model_dir
-
     path = path.resolve()
     if path.is_relative_to(model_dir().resolve()):
         return f", or set LLMREC_MODEL_DIR to a folder on a disk with room (the models are in {model_dir()})"

@@ -18,19 +18,25 @@ import contextlib
 import functools
 import json
 import os
+import socket
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from .batching import pad_batch
 from .cache import cached_hidden, top_layers_body
 from .io import atomic_dir
+from .packaged_models import PACKAGED_MODELS, locate_packaged_model
 from .paths import model_dir, repo_root
-from .system import PACKAGED_MODELS, locate_packaged_model
+from .prompts import build_prompts, item_texts
+from .training import predict_dataset
 
 SYSTEM_PROMPT = "You predict how users rate items, on a scale from 1 to 5."
 
@@ -91,6 +97,7 @@ def tokenizer_asset(name: str) -> Path:
 def _tiny(name: str, seed: int) -> LoadedLM:
     """Small random models of each family, built from a config (no download): the smoke preset's
     stand-ins, with the real tokenizers so token ids and prompt lengths are realistic."""
+    # lazy: transformers takes seconds to import; readers of this module's helpers load no model
     from transformers import (
         AutoTokenizer,
         BertConfig,
@@ -164,6 +171,7 @@ def _no_loading_bars():
     """transformers' own progress bars while a model loads ("Loading weights", and four
     "Converting and de-quantizing GGUF tensors" bars for one conversion): a load takes seconds and
     the kit prints one line for it instead."""
+    # lazy: transformers takes seconds to import; readers of this module's helpers load no model
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
@@ -179,6 +187,7 @@ def _no_loading_bars():
 
 
 def _convert_gguf(source: Path, file: str, out: Path) -> None:
+    # lazy: transformers takes seconds to import; readers of this module's helpers load no model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = {"gguf_file": file}
@@ -226,9 +235,6 @@ def _family_of(config) -> str:
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Can the Hugging Face hub be reached (a TCP connection to its host within `timeout`)?
     Asked once per process, so that an offline machine fails in seconds, not after retries."""
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
@@ -239,8 +245,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _in_hub_cache(repo_id: str) -> bool:
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
     except (ValueError, OSError):  # an id that is no valid repo name, an unreadable cache
         return False
@@ -300,6 +304,7 @@ def check_model(name: str) -> dict:
 
 def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:
     """Load a model and its tokenizer by alias, hub id or local folder (see the module doc)."""
+    # lazy: transformers takes seconds to import; readers of this module's helpers load no model
     from transformers import (
         AutoConfig,
         AutoModel,
@@ -499,8 +504,6 @@ def predict_with_share(model: RatingModel, lm: LoadedLM, dataset, collator,
     much of its next token is a rating at all. The classification head reads only those five
     logits (their softmax always sums to 1), so the model's own output layer is run on the same
     last-token states, caught in the same pass."""
-    from .training import predict_dataset
-
     if model.family != "causal" or model.head != "classification":
         raise ValueError("rating_token_share reads a decoder-only classification model's output "
                          f"layer; this one is {model.family}, {model.head}")
@@ -525,6 +528,7 @@ def add_lora(model: RatingModel, lm: LoadedLM, r: int = 8, alpha: int = 16, drop
              target_modules: list[str] | None = None, layers: list[int] | None = None):
     """Wrap `model` with LoRA adapters (peft) on the backbone's attention projections; the rating
     head stays fully trainable. Returns the peft model."""
+    # lazy: peft loads only where LoRA is asked for
     from peft import LoraConfig, get_peft_model
 
     targets = target_modules or LORA_TARGETS.get(lm.model_type)
@@ -571,8 +575,6 @@ def parameter_line(model: nn.Module, lm: LoadedLM) -> str:
 
 def save_rating_model(model: RatingModel, folder: str | Path, meta: dict | None = None) -> Path:
     """Save the weights (safetensors) and what is needed to rebuild the model (JSON)."""
-    from safetensors.torch import save_model
-
     folder = Path(folder)
     info = {"model_name": model.model_name, "family": model.family, "head": model.head,
             **(meta or {})}
@@ -584,8 +586,6 @@ def save_rating_model(model: RatingModel, folder: str | Path, meta: dict | None 
 
 def load_rating_model(folder: str | Path, lm: LoadedLM | None = None) -> RatingModel:
     """Rebuild a saved RatingModel; its weights come from the folder, not from the hub."""
-    from safetensors.torch import load_model
-
 
     folder = Path(folder)
     info = json.loads((folder / "rating_model.json").read_text())
@@ -604,8 +604,6 @@ def prompt_encodings(lm: LoadedLM, processed, examples, *, history_genres: bool 
                      extras: list[str] | None = None, max_length: int = 1024,
                      answer_prefix: str = "") -> list[list[int]]:
     """Token ids of the kit's prompt for each example, formatted for `lm`'s family."""
-    from .prompts import build_prompts
-
     limit = prompt_limit(lm, max_length)
     prompts = build_prompts(processed, examples, history_genres=history_genres, extras=extras)
     enc = encode(lm, format_prompts(lm, prompts, demonstrations, answer_prefix), max_length=None)
@@ -659,8 +657,6 @@ def demonstrations_for(processed, pool, k: int, seed: int, history_genres: bool 
                        exclude_users=None) -> list[tuple[str, int]]:
     """k few-shot demonstrations: training examples of other users, with their true ratings,
     one per rating value where possible, drawn reproducibly."""
-    from .prompts import build_prompts
-
     if k <= 0:
         return []
     pool = pool if exclude_users is None else pool[~pool.user_idx.isin(exclude_users)]
@@ -702,8 +698,6 @@ def item_embeddings(lm: LoadedLM, processed, batch_size: int = 64) -> torch.Tens
     over its tokens — how all-MiniLM-L6-v2 makes a sentence embedding. Every item is encoded
     once, through the layer cache (top_layers = 0: the whole model, no trained layer), so a
     rerun or another notebook loads it."""
-    from .prompts import item_texts
-
     texts = item_texts(processed)
     enc = [e or [lm.tokenizer.pad_token_id or 0] for e in encode(lm, texts[1:], max_length=64)]
     hidden = cached_hidden(lm, 0, enc, name=f"{lm.name}-items", batch_size=batch_size)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.metrics import mean_absolute_error, mean_squared_error, ndcg_score, roc_auc_score
+
+from .readings import direction, interval
 
 LIKE_THRESHOLD = 4
 
@@ -116,8 +119,6 @@ def versus(y_true, predictions: dict, opponents: dict, *, groups=None, n_boot: i
 
 def against(low, high) -> str:
     """A paired interval of an RMSE difference (method − opponent), in words."""
-    from .readings import direction, interval
-
     where = direction(low, high)
     if where == "nan":
         return "no interval"
@@ -208,8 +209,6 @@ def ratio_interval(numerator, denominator, level: float = 0.95) -> tuple[float, 
     """The ratio of two sets of timings paired step by step (step i of both timed on the same
     batch): the geometric mean of the per-step ratios and its t-interval on the log scale. Pairing
     removes what the batches add (their lengths vary); fewer than two pairs: nan bounds."""
-    from scipy import stats
-
     a, b = np.log(np.asarray(numerator, dtype=float)), np.log(np.asarray(denominator, dtype=float))
     if a.shape != b.shape:
         raise ValueError(f"paired timings need as many steps each: {a.shape} vs {b.shape}")

@@ -32,8 +32,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .cache import bottom_layers, top_layers_body
 from .clicks import ClickData, item_texts
-from .lm import pad_batch
+from .lm import LORA_TARGETS, pad_batch
 from .metrics import impression_metrics, impression_table
 from .training import BestWeights, TrainConfig, seed_everything
 
@@ -178,7 +179,6 @@ class LMEncoder(nn.Module):
     def __init__(self, lm, top_layers: int, dim: int = 64, lora: bool = False, lora_r: int = 8,
                  lora_alpha: int | None = None, full: bool = False):
         super().__init__()
-        from .cache import bottom_layers, top_layers_body
 
         self.family, self.full = lm.family, full
         self.top = top_layers_body(lm, top_layers)
@@ -209,9 +209,8 @@ class LMEncoder(nn.Module):
 def add_lora_to(module: nn.Module, lm, r: int, alpha: int, dropout: float = 0.1) -> nn.Module:
     """LoRA adapters (peft) on the attention projections of `module`'s layers, in place; only
     the adapters stay trainable there."""
+    # lazy: peft loads only where LoRA is asked for
     from peft import LoraConfig, inject_adapter_in_model
-
-    from .lm import LORA_TARGETS
 
     targets = LORA_TARGETS.get(lm.model_type)
     if not targets:

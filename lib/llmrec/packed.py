@@ -25,15 +25,20 @@ the loss, and training sequences are cut after their last training slot.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
-from .lm import LoadedLM, RatingModel, pad_batch, rating_token_ids
+from .baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
+from .cache import top_layers_body
+from .lm import LoadedLM, RatingModel, add_lora, pad_batch, rating_token_ids
 from .prompts import item_genres, item_title
+from .training import TrainConfig, predict_dataset
 
 HEADER = "A user's {item_word} ratings, oldest first (1 = lowest, 5 = highest):"
 LINE = "{title}: {rating}"  # {title} "Toy Story (1995)", {name} "Toy Story", {genres}
@@ -228,9 +233,6 @@ def mf_offsets(processed, slots: pd.DataFrame, *, folds: int = 5, seed: int = 0,
     from the MF trained without its fold, so a head that learns the residual over it never reads
     its target through MF. Validation and test slots get the MF trained on every training rating
     — the same model as the MF row of the tables. Returns (offsets, that MF)."""
-    from .baselines import BASELINE_SETTINGS, fit_baseline, predict_baseline
-    from .training import TrainConfig
-
     folds = _check_int("folds", folds, 2)
     setting = BASELINE_SETTINGS["MF"]
     config = TrainConfig(seed=seed, max_steps=max_steps, **setting["train"])
@@ -351,11 +353,6 @@ def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
                        lora: bool = False, lora_r: int = 8, init_rating: float = 3.5):
     """A PackedRatingModel over the top `top_layers` layers (fed from the cache) or the whole
     model (None), optionally with LoRA adapters."""
-    import copy
-
-    from .cache import top_layers_body
-    from .lm import add_lora
-
     # a copy either way: training never changes the loaded model, so 04's second model (or a
     # zero-shot run after it) starts from the pretrained weights again
     body = (top_layers_body(lm, top_layers) if top_layers is not None
@@ -372,10 +369,6 @@ def predict_packed(model, dataset: PackedDataset, collator=None, batch_size: int
     was built from: training.predict_dataset over the sequences, shortest first (a batch of
     similar lengths carries little padding: about 18% fewer tokens on the laptop preset's
     sequences), then put back in order."""
-    from torch.utils.data import Subset
-
-    from .training import predict_dataset
-
     by_length = np.argsort(dataset.lengths(), kind="stable")
     pred, score = predict_dataset(model, Subset(dataset, by_length.tolist()), collator or collate_packed,
                                   batch_size, desc)

@@ -3,6 +3,7 @@ never from the working directory (notebooks run from notebooks/, tests from the 
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
@@ -39,8 +40,6 @@ def scratch_dir() -> Path:
     """The kit's own scratch space (the compiler cache torch makes on import, the kernels'
     connection files): inside the data cache, never loose in /tmp; one per user, so that users
     sharing a data folder do not write into each other's."""
-    import getpass
-
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)
@@ -98,3 +97,8 @@ def resolve_data_path(path: str | os.PathLike) -> Path:
         return p
     from_root = repo_root() / p
     return from_root if from_root.exists() else p
+
+
+def list_notebooks() -> list[Path]:
+    """The course's notebooks, in order: notebooks/NN_name.ipynb."""
+    return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 METRIC_LABELS = {"rmse": "RMSE (lower is better)", "mae": "MAE (lower is better)",
                  "auc": "ROC-AUC (higher is better)", "mrr": "MRR (higher is better)",
@@ -171,8 +172,6 @@ def plot_learning_curves(history: pd.DataFrame, x: str = "epoch", y: str = "val_
     of `col`, sharing the y axis. An x column of whole numbers gets whole-number ticks; the
     legend sits outside the axes, where it covers no data. `marks` (rows of `history`'s x, y and
     col columns) are ringed and labelled `mark_label`: the candidate a choice kept."""
-    from matplotlib.ticker import MaxNLocator
-
     use_style()
     panels = list(dict.fromkeys(history[col])) if col else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 if col is None else 4.6 * len(panels), 3.8),
@@ -208,8 +207,6 @@ def plot_data_efficiency(points: pd.DataFrame, metrics=("rmse", "auc"), referenc
     """The data-efficiency figure: one panel per metric, the metric against the fraction of
     training data (log axis), one line per method with the mean over seeds and a band of ± one
     standard deviation. `reference` maps a metric to (label, value): a dashed horizontal line."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
-
     use_style()
     fig, axes = plt.subplots(1, len(metrics), figsize=(6.2 * len(metrics), 4.4))
     axes = [axes] if len(metrics) == 1 else axes

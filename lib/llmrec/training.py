@@ -170,6 +170,7 @@ def pick_precision(preference: str, device: torch.device, model_type: str = "") 
 def _best_on_validation_callback():
     """Keep the trained weights of the evaluation with the lowest validation loss and restore them
     when training ends: early stopping, as the baselines' loop does, without checkpoint files."""
+    # lazy: transformers takes seconds to import; the baselines (notebook 02) train without it
     from transformers import TrainerCallback
 
     class BestOnValidation(TrainerCallback):
@@ -196,15 +197,11 @@ def _best_on_validation_callback():
 def world_size() -> int:
     """How many processes train together: WORLD_SIZE, which `accelerate launch` and torchrun set
     (1 otherwise)."""
-    import os
-
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def sharded() -> bool:
     """Does a launcher shard the weights (DeepSpeed ZeRO or FSDP, through accelerate's env)?"""
-    import os
-
     return any(os.environ.get(k, "false").lower() == "true"
                for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
 
@@ -218,8 +215,7 @@ def fsdp_on_cpu_processes() -> None:
     accelerator state do what it does for GPUs — set the distributed type to FSDP and keep the
     plugin — and everything after (wrapping each block, gathering the state dict) is
     accelerate's own code. A no-op with a GPU, and without an FSDP launch."""
-    import os
-
+    # lazy: accelerate loads only for the Trainer's distributed runs
     from accelerate.state import AcceleratorState, DistributedType, PartialState
 
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or torch.cuda.is_available():
@@ -256,6 +252,7 @@ def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: flo
     from_pretrained load each process's shard only. `keep_best` with sharded weights (ZeRO-3,
     FSDP) keeps the best evaluation through the Trainer's checkpoints (load_best_model_at_end);
     otherwise `train_with_trainer` keeps it in memory."""
+    # lazy: transformers takes seconds to import; the baselines (notebook 02) train without it
     from transformers import TrainingArguments
 
     processes = processes or world_size()
@@ -318,6 +315,7 @@ def _trainer_class():
     """transformers' Trainer, saving the kit's models (a RatingModel is no PreTrainedModel, so the
     Trainer saves its bare state dict) with tied weights once: its checkpoints, which keeping the
     best evaluation under ZeRO-3 or FSDP needs, crashed on T5's shared embeddings."""
+    # lazy: transformers takes seconds to import; the baselines (notebook 02) train without it
     from transformers import Trainer
 
     class KitTrainer(Trainer):

@@ -29,8 +29,8 @@ figures/ (`compare_all`): a figure nobody checks, or one the reference lacks, fa
 Same seed and preset on the same CPU give identical numbers; the tolerances allow for other
 processors and library versions, not for a different result.
 
-    python -m llmrec.figures --compare [--preset laptop]   # what `make repro` checks
-    python -m llmrec.figures --refresh                     # copy runs/laptop/figures to figures/
+    python -m llmrec.course.figures --compare [--preset laptop]   # what `make repro` checks
+    python -m llmrec.course.figures --refresh                     # copy runs/laptop/figures to figures/
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .paths import reference_figures_dir, run_figures_dir
+from ..paths import reference_figures_dir, run_figures_dir
 
 REFERENCE_PRESET = "laptop"
 
@@ -57,7 +57,7 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
         return [f"{name}: {run_csv} is missing; run the {preset} preset first"]
     if not (ref_dir / f"{name}.csv").is_file():
         return [(f"{name}: figures/{name}.tolerance.yaml has no reference {name}.csv beside it: refresh "
-                 "figures/ from a run (python -m llmrec.figures --refresh)")]
+                 "figures/ from a run (python -m llmrec.course.figures --refresh)")]
     ref = pd.read_csv(ref_dir / f"{name}.csv").set_index(spec["key"])
     run = pd.read_csv(run_csv).set_index(spec["key"])
     problems = [f"{name}: the {which} {name}.csv has the key {spec['key']} twice or more for "
@@ -245,7 +245,7 @@ def refresh(preset: str = REFERENCE_PRESET) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmrec.figures", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m llmrec.course.figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default=REFERENCE_PRESET)
     group = parser.add_mutually_exclusive_group(required=True)

@@ -1,7 +1,7 @@
 """The student edition of the course: the notebooks without their solutions, and the solutions
 collected per notebook for the instructor to hand out after class.
 
-    python -m llmrec.student [--out student]      # or: make student
+    python -m llmrec.course.student [--out student]      # or: make student
 
 writes <out>/notebooks/NN_name.ipynb (every cell tagged `solution` removed, by nbconvert's
 TagRemovePreprocessor; outputs cleared; no SOLUTIONS parameter), <out>/solutions/NN_name_solutions.ipynb
@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
-from .course import list_notebooks
-from .io import OutputFolderError, atomic_path, output_folder
-from .paths import notebooks_dir, repo_root
+from ..io import OutputFolderError, atomic_path, output_folder
+from ..paths import list_notebooks, notebooks_dir, repo_root
 
 SOLUTION_TAG = "solution"
 
@@ -36,8 +36,6 @@ SOLUTIONS_PARAMETER = "SOLUTIONS"  # runs the longer solutions: meaningless once
 def strip_solutions(nb):
     """The notebook without its solution cells, outputs cleared (nbconvert's preprocessors), and
     without the `SOLUTIONS` line of its parameters cell (the solutions notebook sets it)."""
-    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
-
     nb = copy.deepcopy(nb)
     nb, _ = TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}, enabled=True).preprocess(nb, {})
     nb, _ = ClearOutputPreprocessor().preprocess(nb, {})
@@ -102,7 +100,7 @@ def build(out: str | Path = "student") -> dict[str, list[Path]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmrec.student", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m llmrec.course.student", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="student",
                         help="folder to (re)build: new, empty, or one it wrote (default: student/)")

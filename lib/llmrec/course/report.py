@@ -11,9 +11,9 @@ paper predicts, with a 95% interval whose kind the table prints.
 - not run in this preset: the preset does not run what the claim needs.
 "Matches or beats" claims are non-inferiority: the paper's side extends to a stated margin.
 
-    python -m llmrec.report --readme          # rewrite README's results section from figures/
-    python -m llmrec.report --readme --check  # fail if README differs from what figures/ gives
-    python -m llmrec.report --times --readme  # first benchmarks/course_times.csv from the runs' times
+    python -m llmrec.course.report --readme          # rewrite README's results section from figures/
+    python -m llmrec.course.report --readme --check  # fail if README differs from what figures/ gives
+    python -m llmrec.course.report --times --readme  # first benchmarks/course_times.csv from the runs' times
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .io import replace_section
+from ..efficiency import percent, seeds_by_fraction
+from ..io import replace_section
+from ..metrics import seeds_interval
+from ..paths import reference_figures_dir, repo_root
+from ..readings import paired, signed_number
+from . import workshop
 from .papers import paper_findings, paper_numbers
-from .paths import reference_figures_dir, repo_root
 
 NOTEBOOKS = ("02_baselines", "03_flan_t5_classification", "04_flan_t5_regression",
              "05_data_efficiency", "06_once_dire")
@@ -222,8 +226,6 @@ def once_versus(m06: dict, a: str, b: str, n_boot: int = 1000) -> tuple[float, f
     """AUC(a) − AUC(b) over 06's test impressions (each method: the mean of its seeds) and its
     95% bootstrap interval, paired on the impressions, the seeds of each side resampled too
     (`metrics.seeds_interval`; 06's bootstrap seed)."""
-    from .metrics import seeds_interval
-
     per = m06["per_impression_auc"]
     x, y = np.atleast_2d(np.asarray(per[a], dtype=float)), np.atleast_2d(np.asarray(per[b], dtype=float))
     low, high = seeds_interval(x, y, n_boot=n_boot, seed=int(m06.get("bootstrap_seed", 0)))
@@ -352,63 +354,78 @@ def _fmt(x, digits=3) -> str:
 
 
 def _signed(x) -> str:
-    from .readings import signed_number
-
     return "" if pd.isna(x) else signed_number(x)
 
 
-def readme_results(figures=None) -> str:
-    """README's results section, from the reference figures' CSVs."""
-    fig = figures or reference_figures_dir()
-    read = lambda name: pd.read_csv(fig / f"{name}.csv")
-    out = [START, ""]
-    claims_t = read("07_claims")
-    out += [("**Paper vs kit** ([figures/07_claims.csv](figures/07_claims.csv), notebook 07; verdicts as "
+def _claims_table(fig) -> list[str]:
+    out = [("**Paper vs kit** ([figures/07_claims.csv](figures/07_claims.csv), notebook 07; verdicts as "
             "defined there):"), "",
-            "| the paper | the kit (laptop preset) | 95% interval (its kind) | verdict |", "|---|---|---|---|"]
-    for r in claims_t.to_dict("records"):
+           "| the paper | the kit (laptop preset) | 95% interval (its kind) | verdict |", "|---|---|---|---|"]
+    for r in pd.read_csv(fig / "07_claims.csv").to_dict("records"):
         interval = (f"{_signed(r['low'])} … {_signed(r['high'])} ({r['interval']})" if not pd.isna(r["low"])
                     else r["interval"] if isinstance(r["interval"], str) else "")
         number = r["paper's number"]
         paper = r["paper says"] + (f" ({number})" if "not read" not in number else "")
         out.append(f"| {paper} | {r['why']} | {interval} | **{r['verdict']}** |")
-    t3 = read("03_results")
+    return out
+
+
+def _rating_table(fig) -> list[str]:
+    t3 = pd.read_csv(fig / "03_results.csv")
     users = dict(zip(t3.method, t3.users)) if "users" in t3 else {}
     n_test = max(users.values()) if users else None
-    out += ["", ("**Rating prediction** ([figures/04_results.csv](figures/04_results.csv); users: how many test users "
+    out = [("**Rating prediction** ([figures/04_results.csv](figures/04_results.csv); users: how many test users "
             "the row was scored on, from [figures/03_results.csv](figures/03_results.csv) — compare rows on "
             "the same users only; the last column is the 95% paired-bootstrap interval of the RMSE difference "
             "to MF on the same test users):"), "",
-            "| method | users | RMSE | MAE | ROC-AUC | RMSE − MF, 95% interval |", "|---|---|---|---|---|---|"]
-    for r in read("04_results").itertuples():
+           "| method | users | RMSE | MAE | ROC-AUC | RMSE − MF, 95% interval |", "|---|---|---|---|---|---|"]
+    for r in pd.read_csv(fig / "04_results.csv").itertuples():
         interval = "" if pd.isna(r.vs_mf_low) or r.method == "MF" else f"{_signed(r.vs_mf_low)} … {_signed(r.vs_mf_high)}"
         n = users.get(r.method, n_test)
         out.append(f"| {r.method} | {'' if n is None else int(n)} | {_fmt(r.rmse)} | {_fmt(r.mae)} | {_fmt(r.auc)} | {interval} |")
-    eff = read("05_data_efficiency")
+    return out
+
+
+def _efficiency_table(fig) -> list[str]:
+    eff = pd.read_csv(fig / "05_data_efficiency.csv")
     table = eff.groupby(["method", "fraction"]).rmse.mean().unstack("fraction")
     fractions = list(table.columns)
-    out += ["", ("**Data efficiency** ([figures/05_data_efficiency.csv](figures/05_data_efficiency.csv); "
+    out = [("**Data efficiency** ([figures/05_data_efficiency.csv](figures/05_data_efficiency.csv); "
             f"RMSE, mean of {eff.seed.nunique()} seeds, at each fraction of the training examples):"), "",
-            "| method | " + " | ".join(f"{f:.1%}".replace(".0%", "%") for f in fractions) + " |",
-            "|---|" + "---|" * len(fractions)]
+           "| method | " + " | ".join(f"{f:.1%}".replace(".0%", "%") for f in fractions) + " |",
+           "|---|" + "---|" * len(fractions)]
     for method, r in table.iterrows():
         out.append(f"| {method} | " + " | ".join(_fmt(r[f]) if not pd.isna(r[f]) else "—" for f in fractions) + " |")
-    once = read("06_results")
-    out += ["", ("**ONCE/DIRE** ([figures/06_results.csv](figures/06_results.csv); the mean of "
+    return out
+
+
+def _once_table(fig) -> list[str]:
+    once = pd.read_csv(fig / "06_results.csv")
+    out = [("**ONCE/DIRE** ([figures/06_results.csv](figures/06_results.csv); the mean of "
             f"{int(once.seeds.max())} seeds; the AUC's 95% bootstrap interval over the test impressions; every row "
             "shares NAML's user encoder and a dot product, only the content encoder differs):"), "",
-            "| content encoder | AUC (95% interval) | MRR | nDCG@5 | nDCG@10 |", "|---|---|---|---|---|"]
+           "| content encoder | AUC (95% interval) | MRR | nDCG@5 | nDCG@10 |", "|---|---|---|---|---|"]
     for r in once.to_dict("records"):
         out.append(f"| {r['method']} | {r['auc']:.3f} ({r['auc_low']:.3f} … {r['auc_high']:.3f}) | {_fmt(r['mrr'])} | "
                    f"{_fmt(r['ndcg@5'])} | {_fmt(r['ndcg@10'])} |")
-    speed = read("06_cache_speed").set_index("way")
-    out += ["", ("Caching the frozen layers (06, [figures/06_cache_speed.csv](figures/06_cache_speed.csv)): a "
+    return out
+
+
+def _cache_sentence(fig) -> str:
+    speed = pd.read_csv(fig / "06_cache_speed.csv").set_index("way")
+    return ("Caching the frozen layers (06, [figures/06_cache_speed.csv](figures/06_cache_speed.csv)): a "
             f"training step {speed.loc['full fine-tuning', 'speed-up of the cache']:.1f}× faster than full "
             f"fine-tuning (the layer count predicts {speed.loc['full fine-tuning', 'theory']:.1f}×) and "
             f"{speed.loc['frozen, no cache', 'speed-up of the cache']:.1f}× faster than running the frozen "
-            f"layers every step ({speed.loc['frozen, no cache', 'theory']:.1f}× predicted)."), "",
-            *readme_reading(fig), "", END]
-    return "\n".join(out)
+            f"layers every step ({speed.loc['frozen, no cache', 'theory']:.1f}× predicted).")
+
+
+def readme_results(figures=None) -> str:
+    """README's results section, from the reference figures' CSVs: the claims, the rating table,
+    the data-efficiency table, ONCE's rows and the cache's speed-up, then their reading."""
+    fig = figures or reference_figures_dir()
+    return "\n".join([START, "", *_claims_table(fig), "", *_rating_table(fig), "", *_efficiency_table(fig), "",
+                      *_once_table(fig), "", _cache_sentence(fig), "", *readme_reading(fig), "", END])
 
 
 SUMMARY_START = "<!-- summary: generated by `make report` from figures/07_claims.csv; do not edit -->"
@@ -435,9 +452,6 @@ def readme_summary(figures=None) -> str:
 def readme_reading(figures=None) -> list[str]:
     """README's reading of the results tables: every comparative word chosen by an interval or
     by every seed (llmrec.readings), as the notebooks' own readings are."""
-    from .efficiency import percent, seeds_by_fraction
-    from .readings import paired
-
     fig = figures or reference_figures_dir()
     t3 = pd.read_csv(fig / "03_results.csv").set_index("method")
     t4 = pd.read_csv(fig / "04_results.csv").set_index("method")
@@ -478,7 +492,7 @@ def update_readme(check: bool = False) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmrec.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m llmrec.course.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readme", action="store_true",
                         help="README's results section from figures/, and docs/WORKSHOP.md's schedule")
@@ -488,16 +502,12 @@ def main(argv: list[str] | None = None) -> int:
                              "measured times (results/<preset>/*.json, wall_s)")
     args = parser.parse_args(argv)
     if args.times:
-        from .workshop import record_course_times
-
-        print(f"{record_course_times()} written from the runs' measured times")
+        print(f"{workshop.record_course_times()} written from the runs' measured times")
         if not args.readme:
             return 0
     if not args.readme:
         parser.print_help()
         return 2
-    from . import workshop
-
     same = update_readme(check=args.check)
     same_workshop = workshop.update(check=args.check)
     if args.check and not (same and same_workshop):

@@ -19,7 +19,9 @@ from functools import lru_cache
 import pandas as pd
 import yaml
 
-from .paths import data_dir
+from ..paths import data_dir, list_notebooks
+from ..presets import load_preset
+from .parameters import notebook_parameters, resolve_parameters
 
 _MISSING = object()
 
@@ -81,8 +83,6 @@ def _same(a, b) -> bool:
 def fidelity(preset: str = "paper") -> tuple[pd.DataFrame, list[str]]:
     """Every paper setting against the preset: a table (setting, paper, preset, status, why) and
     the problems — a difference nobody explains, a stale deviation, an unknown setting id."""
-    from .course import list_notebooks, load_preset, notebook_parameters, resolve_parameters
-
     cfg = load_preset(preset)
     plan = resolve_parameters(cfg, list_notebooks())
     # a parameter the preset leaves out has the notebook's default

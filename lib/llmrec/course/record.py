@@ -1,6 +1,7 @@
 """Recording what a notebook produced: metrics to results/<preset>/<notebook>.json and figures to
-runs/<preset>/figures/ (PNG + the CSV of the plotted numbers). Tests and the reproduction check
-read these files back; nothing else is needed (no scrapbook)."""
+runs/<preset>/figures/ (PNG + the CSV of the plotted numbers). Tests, the reproduction check and
+later notebooks read these files back (notebook 02's baselines in 03 and 04: `baseline_table`,
+`recorded_predictions`); nothing else is needed (no scrapbook)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import subprocess
 import time
 from importlib import metadata
 
+import numpy as np
 import pandas as pd
 
-from .io import atomic_path, write_json
-from .paths import repo_root, results_dir, run_figures_dir
+from ..baselines import run_baselines
+from ..io import atomic_path, write_json
+from ..paths import repo_root, results_dir, run_figures_dir
+from ..splits import Processed
 
 PACKAGES = ("llmrec", "torch", "transformers", "peft", "accelerate", "numpy", "pandas",
             "scikit-learn", "matplotlib", "seaborn", "papermill")
@@ -117,3 +121,26 @@ def save_figure(fig, name: str, data: pd.DataFrame, preset: str, dpi: int = 150)
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     with atomic_path(folder / f"{name}.csv") as tmp:
         data.to_csv(tmp, index=False, float_format="%.6g")
+
+
+# Another notebook's results, reused where they apply: notebook 02's baselines in 03 and 04.
+
+def baseline_table(processed: Processed, preset: str, parameters: dict, **run_kwargs):
+    """The baseline rows for the results table: read from notebook 02's record when it was run
+    with the same data parameters, else computed now (about 2 minutes on the embedded data)."""
+    record = load_matching("02_baselines", preset, parameters)
+    if record and "table" in record["metrics"]:
+        print("Baselines: read from notebook 02's results")
+        return pd.DataFrame(record["metrics"]["table"])
+    print("Baselines: notebook 02 has not been run with these parameters; training them now")
+    rows, _, _ = run_baselines(processed, processed.split("test"), **run_kwargs)
+    return rows
+
+
+def recorded_predictions(preset: str, parameters: dict, examples: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The trained baselines' test predictions that notebook 02 recorded, when it ran with the same
+    data parameters on exactly these test examples (same rows, same order); else {}."""
+    record = load_matching("02_baselines", preset, parameters)
+    if not same_test_rows(record, examples):
+        return {}
+    return {name: np.asarray(p, dtype=float) for name, p in record["metrics"].get("test_predictions", {}).items()}

@@ -18,26 +18,34 @@ as a website"). A link to a file that does not exist stops the build, naming the
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import functools
 import html
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+import jinja2
 import nbformat
+from bs4 import BeautifulSoup
+from latex2mathml.converter import convert
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from .course import list_notebooks, list_presets
-from .io import OutputFolderError, output_folder
-from .paths import repo_root, runs_dir
+from ..io import OutputFolderError, output_folder
+from ..paths import list_notebooks, repo_root, runs_dir
+from ..presets import list_presets
 from .student import is_solution
 
-ASSETS = Path(__file__).parent / "assets" / "site"
+ASSETS = Path(__file__).parent.parent / "assets" / "site"
 TEMPLATE = "llmrec_site"
 TITLE = "llmrec course"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -129,8 +137,6 @@ def unfinished_cells(nb) -> list[int]:
 def _assignments(source: str) -> list[tuple[str, int, int, str]]:
     """(name, first line, last line, value's source) of each top-level `NAME = value` in a cell,
     read by Python's parser: a value may span lines or hold a '#' inside a string."""
-    import ast
-
     out = []
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -141,9 +147,6 @@ def _assignments(source: str) -> list[tuple[str, int, int, str]]:
 
 def _comment(line: str) -> str:
     """The comment that ends a line of code ("" if none): the first '#' outside a string."""
-    import io
-    import tokenize
-
     try:
         for tok in tokenize.generate_tokens(io.StringIO(line).readline):
             if tok.type == tokenize.COMMENT:
@@ -196,8 +199,6 @@ def _solution_summaries(nb):
 
 def math_to_mathml(fragment: str) -> str:
     """TeX ($$…$$ and $…$) in rendered Markdown to MathML, which browsers draw without a script."""
-    from latex2mathml.converter import convert
-
     fragment = DISPLAY_MATH.sub(lambda m: convert(html.unescape(m.group(1)), display="block"), fragment)
     return MATH.sub(lambda m: convert(html.unescape(m.group(1))), fragment)
 
@@ -225,50 +226,33 @@ def github_anchors(soup) -> None:
 
 
 def _soup(markup: str):
-    from bs4 import BeautifulSoup
-
     return BeautifulSoup(markup, "html.parser")
 
 
-class Site:
-    def __init__(self, preset: str, out: Path):
-        self.root = repo_root()
-        self.preset = preset
+class SiteMap:
+    """Where each file of the kit lands in the site: the chapters' pages, the pages still to write
+    (a page linked from several others is written once) and the files copied as they are."""
+
+    def __init__(self, root: Path, out: Path):
+        self.root = root
         self.out = out
         self.pages: dict[PurePosixPath, Page] = {}   # every page written, by target
         self.queue: list[Page] = []
         self.copied: set[PurePosixPath] = set()
         self.chapters: list[Page] = []
-        self.nav: list[Page] = []
-        self.notebooks: dict[PurePosixPath, nbformat.NotebookNode] = {}  # chapters, read once
 
-    @functools.cached_property
-    def _environment(self):
-        import jinja2
-
-        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS / TEMPLATE)),
-                                  autoescape=False, keep_trailing_newline=True)
-
-    @functools.cached_property
-    def _exporter(self):
-        from nbconvert import HTMLExporter
-
-        return HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(ASSETS)],
-                            exclude_input_prompt=False)
-
-    # -- where a link goes ----------------------------------------------------------------
-    def _chapter_target(self, path: Path) -> PurePosixPath | None:
+    def chapter_target(self, path: Path) -> PurePosixPath | None:
         for page in self.chapters:
             if path.name == page.source.name:
                 return page.target
         return None
 
-    def _target_of(self, path: Path) -> PurePosixPath:
+    def target_of(self, path: Path) -> PurePosixPath:
         """The site path for a file or folder of the kit (relative to the root), queueing a page
         or a copy for it."""
         rel = PurePosixPath(path.as_posix())
         if path.suffix == ".ipynb":
-            chapter = self._chapter_target(path)
+            chapter = self.chapter_target(path)
             if chapter is None:
                 raise SiteError(f"{path} is not a chapter of the course")
             return chapter
@@ -276,9 +260,9 @@ class Site:
             return PurePosixPath("index.html")
         full = self.root / path
         if full.is_dir():
-            return self._enqueue(Page(path, rel / "index.html", f"{rel}/", links_from=path, kind="listing"))
+            return self.enqueue(Page(path, rel / "index.html", f"{rel}/", links_from=path, kind="listing"))
         if path.suffix == ".md":
-            return self._enqueue(Page(path, rel.with_suffix(".html"), path.name, links_from=path.parent))
+            return self.enqueue(Page(path, rel.with_suffix(".html"), path.name, links_from=path.parent))
         if rel not in self.copied:
             dest = self.out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -286,13 +270,13 @@ class Site:
             self.copied.add(rel)
         return rel
 
-    def _enqueue(self, page: Page) -> PurePosixPath:
+    def enqueue(self, page: Page) -> PurePosixPath:
         """Plan a page once (a page linked from several others is written once)."""
         if page.target not in self.pages and all(p.target != page.target for p in self.queue):
             self.queue.append(page)
         return page.target
 
-    def _rewrite_links(self, markup: str, page: Page) -> str:
+    def rewrite_links(self, markup: str, page: Page) -> str:
         """Every relative href/src of a page, pointed at its place in the site."""
         soup = _soup(markup)
         github_anchors(soup)
@@ -308,24 +292,73 @@ class Site:
                 if path.as_posix().startswith("..") or not (self.root / path).exists():
                     raise SiteError(f"{page.source}: the link {url!r} points to {path}, which is not "
                                     f"in the kit; fix the link in {page.source}")
-                target = self._target_of(path)
+                target = self.target_of(path)
                 el[attr] = _rel(target, page.target) + (f"#{parts.fragment}" if parts.fragment else "")
         return str(soup)
+
+
+def finished_run(preset: str) -> dict[Path, nbformat.NotebookNode]:
+    """The executed notebooks of `preset`'s run, every one of them checked finished before any
+    page is made: the site shows only whole runs."""
+    runs = runs_dir(preset)
+    executed = [runs / nb.name for nb in list_notebooks()]
+    missing = [p.name for p in executed if not p.is_file()]
+    if not runs.is_dir() and preset not in list_presets():
+        raise SiteError(f"unknown preset {preset!r} (no {runs}): the site shows the executed "
+                        f"notebooks of a preset's run; presets: {', '.join(list_presets())}")
+    if missing:
+        raise SiteError(
+            f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
+            f"outputs. Run the course first: python -m llmrec course --preset {preset} "
+            f"(make course PRESET={preset})")
+    read = {path: nbformat.read(path, as_version=4) for path in executed}
+    for path, nb in read.items():
+        unfinished = unfinished_cells(nb)
+        if unfinished:
+            raise SiteError(
+                f"{path} did not finish ({len(unfinished)} of its cells never completed, the first "
+                f"[{unfinished[0]}]; a run stopped or killed midway): the site shows only finished "
+                f"runs. Run it again: python -m llmrec course --preset {preset} --only {path.stem[:2]}")
+    return read
+
+
+class Site:
+    """The pages of one preset's run: the chapters (its executed notebooks), README as the home
+    page, the workshop, and every page or file they link to (`SiteMap`)."""
+
+    def __init__(self, preset: str, out: Path):
+        self.root = repo_root()
+        self.preset = preset
+        self.out = out
+        self.map = SiteMap(self.root, out)
+        self.nav: list[Page] = []
+        self.notebooks: dict[PurePosixPath, nbformat.NotebookNode] = {}  # chapters, read once
+
+    @functools.cached_property
+    def _environment(self):
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(ASSETS / TEMPLATE)),
+                                  autoescape=False, keep_trailing_newline=True)
+
+    @functools.cached_property
+    def _exporter(self):
+        return HTMLExporter(template_name=TEMPLATE, extra_template_basedirs=[str(ASSETS)],
+                            exclude_input_prompt=False)
 
     # -- page shell ---------------------------------------------------------------------
     def _context(self, page: Page) -> dict:
         def item(p: Page | None):
             return None if p is None else {"href": _rel(p.target, page.target), "label": p.label}
 
-        index = next((i for i, c in enumerate(self.chapters) if c.target == page.target), None)
+        chapters = self.map.chapters
+        index = next((i for i, c in enumerate(chapters) if c.target == page.target), None)
         return {
             "title": TITLE,
             "home": _rel(PurePosixPath("index.html"), page.target),
             "css": _rel(PurePosixPath("assets/site.css"), page.target),
             "nav": [{**item(p), "current": p.target == page.target,
                      "label": p.label.split(":")[0] if p.kind == "chapter" else p.label} for p in self.nav],
-            "prev": item(self.chapters[index - 1]) if index else None,
-            "next": item(self.chapters[index + 1]) if index is not None and index + 1 < len(self.chapters) else None,
+            "prev": item(chapters[index - 1]) if index else None,
+            "next": item(chapters[index + 1]) if index is not None and index + 1 < len(chapters) else None,
             "footer": f"Built by `python -m llmrec site` from the {self.preset} preset's executed notebooks.",
         }
 
@@ -333,10 +366,10 @@ class Site:
         dest = self.out / page.target
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(markup, encoding="utf-8")
-        self.pages[page.target] = page
+        self.map.pages[page.target] = page
 
     def _markdown_page(self, page: Page, body: str, title: str) -> None:
-        body = self._rewrite_links(body, page)
+        body = self.map.rewrite_links(body, page)
         markup = self._environment.get_template("page.html.j2").render(
             site=self._context(page), body=body, page_title=f"{title} · {TITLE}")
         self._write(page, markup)
@@ -349,11 +382,9 @@ class Site:
         soup = _soup(body)
         for div in soup.select(".jp-RenderedMarkdown"):
             div.replace_with(_soup(math_to_mathml(str(div))))
-        self._write(page, self._rewrite_links(str(soup), page))
+        self._write(page, self.map.rewrite_links(str(soup), page))
 
     def markdown(self, page: Page) -> None:
-        from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
         text = (self.root / page.source).read_text(encoding="utf-8")
         self._markdown_page(page, math_to_mathml(markdown2html_mistune(text)),
                             _heading(text) or page.source.name)
@@ -369,47 +400,31 @@ class Site:
         self._markdown_page(page, body, page.label)
 
     # -- the whole site -----------------------------------------------------------------
-    def build(self) -> list[Path]:
-        runs = runs_dir(self.preset)
-        executed = [runs / nb.name for nb in list_notebooks()]
-        missing = [p.name for p in executed if not p.is_file()]
-        if not runs.is_dir() and self.preset not in list_presets():
-            raise SiteError(f"unknown preset {self.preset!r} (no {runs}): the site shows the executed "
-                            f"notebooks of a preset's run; presets: {', '.join(list_presets())}")
-        if missing:
-            raise SiteError(
-                f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
-                f"outputs. Run the course first: python -m llmrec course --preset {self.preset} "
-                f"(make course PRESET={self.preset})")
-        read = {path: nbformat.read(path, as_version=4) for path in executed}
-        for path, nb in read.items():  # every notebook checked before any page is made
-            unfinished = unfinished_cells(nb)
-            if unfinished:
-                raise SiteError(
-                    f"{path} did not finish ({len(unfinished)} of its cells never completed, the first "
-                    f"[{unfinished[0]}]; a run stopped or killed midway): the site shows only finished "
-                    f"runs. Run it again: python -m llmrec course --preset {self.preset} --only {path.stem[:2]}")
-        for path, nb in read.items():
+    def _plan(self, run: dict[Path, nbformat.NotebookNode]) -> None:
+        """The chapters, in order, and the navigation: home, chapters, workshop."""
+        for path, nb in run.items():
             target = PurePosixPath(f"notebooks/{path.stem}.html")
             self.notebooks[target] = nb
-            self.chapters.append(Page(path.relative_to(self.root), target, _title(nb) or path.stem,
-                                      links_from=Path("notebooks"), kind="chapter"))
+            self.map.chapters.append(Page(path.relative_to(self.root), target, _title(nb) or path.stem,
+                                          links_from=Path("notebooks"), kind="chapter"))
         home = Page(Path("README.md"), PurePosixPath("index.html"), "Home")
         workshop = Page(Path("docs/WORKSHOP.md"), PurePosixPath("docs/WORKSHOP.html"), "Workshop",
                         links_from=Path("docs"))
-        self.nav = [home, *self.chapters]
+        self.nav = [home, *self.map.chapters]
         if (self.root / workshop.source).is_file():
             self.nav.append(workshop)
+
+    def build(self) -> list[Path]:
+        self._plan(finished_run(self.preset))
         css = self.out / "assets" / "site.css"
         css.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ASSETS / "site.css", css)
-
         for page in self.nav:  # home, chapters, workshop; then the pages they link to
-            self._enqueue(page)
-        while self.queue:
-            page = self.queue.pop(0)
+            self.map.enqueue(page)
+        while self.map.queue:
+            page = self.map.queue.pop(0)
             {"chapter": self.chapter, "listing": self.listing, "markdown": self.markdown}[page.kind](page)
-        return [self.out / t for t in self.pages]
+        return [self.out / t for t in self.map.pages]
 
 
 def build(preset: str = "laptop", out: str | Path = "site") -> list[Path]:
@@ -425,7 +440,7 @@ def build(preset: str = "laptop", out: str | Path = "site") -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmrec.site", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m llmrec.course.site", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="laptop", help="whose executed notebooks: runs/<preset>/")
     parser.add_argument("--out", default="site", help="the site's folder: new, empty, or one it wrote")

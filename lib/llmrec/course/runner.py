@@ -1,0 +1,219 @@
+"""The course runner: every notebook in order, through papermill, with one preset.
+
+    python -m llmrec.course --preset laptop            # the whole course
+    python -m llmrec.course --preset smoke --only 02   # one notebook (by number or name)
+    python -m llmrec.course --list                     # notebooks, presets, parameters
+
+Executed copies go to runs/<preset>/, figures to runs/<preset>/figures/, metrics to
+results/<preset>/<notebook>.json (with the notebook's wall time, `wall_s`, as the runner saw it).
+A preset (presets/<name>.yaml; its format: llmrec.presets) is checked whole before anything runs
+(llmrec.course.parameters): a name no notebook declares, or a value of the wrong type, is refused
+with the notebook and the name, so a typo never silently runs the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import papermill as pm
+import psutil
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
+from tqdm.auto import tqdm
+
+from ..io import atomic_path, write_json
+from ..packaged_models import locate_packaged_model
+from ..paths import list_notebooks, notebooks_dir, presets_dir, results_dir, runs_dir, scratch_dir
+from ..presets import PresetError, list_presets, load_preset
+from .parameters import notebook_parameters, resolve_parameters, unwritable_folders
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised: names the notebook, the cell and where the executed copy is."""
+
+
+def select_notebooks(only: list[str] | None) -> list[Path]:
+    notebooks = list_notebooks()
+    if not only:
+        return notebooks
+    chosen = []
+    for key in only:
+        match = [nb for nb in notebooks if nb.stem == key or nb.stem.split("_")[0] == key]
+        if not match:
+            raise PresetError(f"--only {key}: no such notebook; notebooks: "
+                              + ", ".join(nb.stem for nb in notebooks))
+        chosen.extend(m for m in match if m not in chosen)
+    return sorted(chosen)
+
+
+def preflight(cfg: dict) -> None:
+    """Before any notebook runs: the preset's packaged models are installed, and the folders
+    the run writes to (runs/, results/) can be written. Raises PresetError saying what to do."""
+    errors = []
+    for alias in cfg["requires_models"]:
+        try:
+            locate_packaged_model(alias)
+        except (FileNotFoundError, ValueError) as e:
+            errors.append(str(e))
+    errors += unwritable_folders(cfg["name"])
+    if errors:
+        raise PresetError(f"preset {cfg['name']!r} cannot run yet:\n  - " + "\n  - ".join(errors))
+
+
+def _record_wall_time(stem: str, preset: str, seconds: float) -> None:
+    """Add the notebook's wall time, as the runner measured it (kernel start included), to the
+    results file it wrote: results/<preset>/<notebook>.json gets `wall_s`."""
+    path = results_dir(preset) / f"{stem}.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        record["wall_s"] = round(seconds, 1)
+        write_json(path, record)
+
+
+def kernels_dir() -> Path:
+    return scratch_dir() / "kernels"
+
+
+def kernel_manager_class():
+    """nbclient's kernel manager, writing the kernel's connection file in kernels_dir() under a
+    name that carries this process's id (jupyter_client puts it in /tmp as tmp*.json, where a
+    killed run leaves it), so that the next run can tell a dead run's file and remove it."""
+    class KitKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            folder = kernels_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("connection_file",
+                              str(folder / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"))
+            super().__init__(**kwargs)
+
+        async def start_kernel(self, **kw):
+            # The kernel's own stderr (its start-up warning; after a Ctrl-C, which reaches it
+            # too, a 20-line ZMQError traceback) goes to a log beside the connection file; the
+            # notebook's errors still come back through papermill.
+            log_path = Path(self.connection_file).with_suffix(".log")
+            with open(log_path, "ab") as log:  # noqa: ASYNC230 - once per kernel start, local
+                kw.setdefault("stderr", log)
+                return await super().start_kernel(**kw)
+
+    return KitKernelManager
+
+
+def _kernel_log_tail(lines: int = 12) -> str:
+    """The end of this run's latest kernel log (the kernel's own stderr), for an error message."""
+    logs = sorted(kernels_dir().glob(f"kernel-{os.getpid()}-*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    tail = logs[-1].read_text(errors="replace").strip().splitlines()[-lines:]
+    return (f" The kernel's own output ({logs[-1]}) ends with:\n    " + "\n    ".join(tail)
+            if tail else f" Its own output ({logs[-1]}) is empty.")
+
+
+def remove_stale_kernel_files() -> None:
+    """Connection files and kernel logs of runs that ended or were killed (their process is gone)."""
+    for path in [*kernels_dir().glob("kernel-*-*.json"), *kernels_dir().glob("kernel-*-*.log")]:
+        try:
+            pid = int(path.name.split("-")[1])
+        except ValueError:
+            continue
+        if not psutil.pid_exists(pid):  # (os.kill(pid, 0) is no liveness test on Windows)
+            try:
+                path.unlink()
+            except OSError:
+                pass  # gone already, or not ours to remove
+
+
+def _execute(notebook: Path, out: Path, parameters: dict, log_output: bool) -> None:
+    pm.execute_notebook(str(notebook), str(out), parameters=parameters,
+                        cwd=str(notebooks_dir()), progress_bar=False, log_output=log_output,
+                        kernel_name="python3", kernel_manager_class=kernel_manager_class())
+
+
+def run_course(preset: str = "laptop", only: list[str] | None = None,
+               log_output: bool = False, fresh: bool = False) -> list[Path]:
+    """Run the selected notebooks in order; stop at the first failure with a clear error.
+    `fresh` first removes the preset's executed notebooks, figures, stored points and results,
+    so that nothing of an earlier run can stand in for this one (the reproduction check)."""
+    cfg = load_preset(preset)
+    shipped = presets_dir() / f"{cfg['name']}.yaml"
+    if shipped.is_file() and Path(cfg["path"]).resolve() != shipped.resolve():
+        raise PresetError(f"{cfg['path']} is named like the shipped preset {cfg['name']!r}: its runs and results "
+                          f"would mix with that preset's (runs/{cfg['name']}/). Rename the file.")
+    notebooks = select_notebooks(only)
+    plan = resolve_parameters(cfg, notebooks)
+    preset_text = Path(cfg["path"]).read_text()  # before --fresh: it may be runs/<name>/preset.yaml
+    if fresh:
+        for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
+            if folder.exists():
+                print(f"fresh run: removing {folder}")
+                shutil.rmtree(folder)
+    preflight(cfg)
+    remove_stale_kernel_files()
+    out_dir = runs_dir(cfg["name"])
+    kept = out_dir / "preset.yaml"
+    if not shipped.is_file() and not (kept.is_file() and kept.read_text() == preset_text):
+        # the notebooks get the preset by its name: keep the file where load_preset finds it again
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(kept) as tmp:
+            tmp.write_text(preset_text)
+    executed = []
+    bar = tqdm(notebooks, desc=f"course [{cfg['name']}]", unit="notebook")
+    for nb in bar:
+        bar.set_postfix_str(nb.stem)
+        out = out_dir / nb.name
+        start = time.perf_counter()
+        try:
+            _execute(nb, out, plan[nb.stem], log_output)
+        except pm.PapermillExecutionError as e:
+            first_line = (e.source or "").strip().splitlines()[:1]
+            raise NotebookFailed(
+                f"{nb.name} failed in cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
+                f"The cell begins: {first_line[0] if first_line else '(empty)'}\n"
+                f"The executed copy, with the traceback, is {out}") from None
+        except DeadKernelError as e:  # killed (out of memory?) or crashed: its log says why
+            raise NotebookFailed(f"{nb.name}: the kernel died ({e}).{_kernel_log_tail()}\n"
+                                 f"The executed copy, as far as it got, is {out}") from None
+        seconds = time.perf_counter() - start
+        _record_wall_time(nb.stem, cfg["name"], seconds)
+        bar.write(f"{nb.stem}: done in {seconds:.0f} s -> {out}")
+        executed.append(out)
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m llmrec.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="laptop",
+                        help="smoke | laptop (default) | paper, or a path to a preset .yaml")
+    parser.add_argument("--only", action="append", metavar="NN",
+                        help="run only this notebook (number or name); repeatable")
+    parser.add_argument("--list", action="store_true", help="list notebooks and presets, then exit")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    parser.add_argument("--fresh", action="store_true",
+                        help="first remove runs/<preset> and results/<preset> (stored points too)")
+    args = parser.parse_args(argv)
+    try:
+        if args.list:
+            for nb in list_notebooks():
+                print(f"{nb.stem}: {', '.join(notebook_parameters(nb))}")
+            print("presets:", ", ".join(list_presets()))
+            return 0
+        run_course(args.preset, args.only, args.log_output, fresh=args.fresh)
+    except (PresetError, NotebookFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: notebooks that finished are kept in runs/; rerun the same command to "
+              "go on", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
