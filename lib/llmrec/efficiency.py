@@ -108,12 +108,14 @@ class PointStore:
         problem = None
         try:
             point = json.loads(path.read_text())
-            missing = [k for k in POINT_FIELDS if k not in point]
-            if point.get("format") != POINT_FORMAT or missing:
+            missing = [k for k in POINT_FIELDS if k not in point] if isinstance(point, dict) else None
+            if missing is None:
+                problem = f"not a point (it holds {type(point).__name__})"
+            elif point.get("format") != POINT_FORMAT or missing:
                 problem = f"missing fields {missing}" if missing else "another format"
-            elif not all(isinstance(v, (int, float)) and math.isfinite(v)
-                         for v in point["metrics"].values()):
-                problem = "non-finite metrics"
+            elif not isinstance(point["metrics"], dict) or not all(
+                    isinstance(v, (int, float)) and math.isfinite(v) for v in point["metrics"].values()):
+                problem = "no finite metrics"
             elif settings is not None and point["settings"] != json.loads(
                     json.dumps(settings, default=str)):
                 problem = "made with other settings"

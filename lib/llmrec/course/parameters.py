@@ -10,7 +10,9 @@ never silently runs the defaults.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import nbformat
 import papermill as pm
 
 from ..paths import list_notebooks, notebooks_dir, results_dir, runs_dir
-from ..presets import PresetError
+from ..presets import PresetError, load_preset
 
 PRESET_PARAMETER = "PRESET"  # every notebook declares it; the runner always sets it
 
@@ -61,13 +63,75 @@ def _type_ok(value, kind: type) -> bool:
     return isinstance(value, (int, float) if kind is float else kind)
 
 
+SEED_RANGE = (0, 2**32 - 1000)  # numpy's seeds are below 2**32; notebooks add the seed's index
+
+
+def _numbers(value) -> list[tuple]:
+    """(key, number) for every number in a value: itself (key None), a list's items (their
+    index), a dict's values (their key)."""
+    pairs = (value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list)
+             else [(None, value)])
+    return [(k, v) for k, v in pairs if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def value_errors(stem: str, name: str, value) -> list[str]:
+    """What a value of the right type still cannot be, by what its parameter means: a learning
+    rate (a name with the word LR) is a number > 0 wherever it sits; a seed lies in numpy's range;
+    MAX_USERS is a positive whole number or None; FRACTIONS lie in (0, 1] and hold 1.0 (the
+    full-data point every curve is read against)."""
+    where = f"{stem}.{name}"
+    if name == "MAX_USERS" and value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        return [(f"{where}: {value!r} must be a positive int (a number of users) or None (every "
+                 f"user); on papermill's command line: -p MAX_USERS 40")]
+    if "LR" in name.split("_"):
+        bad = [(k, v) for k, v in _numbers(value) if not (v > 0 and math.isfinite(v))]
+        return [f"{where}: {v!r}" + (f" (for {k!r})" if isinstance(k, str) else "")
+                + " must be greater than 0 (a learning rate)" for k, v in bad]
+    if name == "SEED" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        return [f"{where}: {value!r} must lie between 0 and {SEED_RANGE[1]} (numpy's seeds)"]
+    if name in ("FRACTIONS", "LM_FRACTIONS") and isinstance(value, list):
+        numbers = [v for _, v in _numbers(value)]
+        outside = [v for v in value if v not in numbers or not 0 < v <= 1]
+        if outside:
+            return [(f"{where}: {outside} must lie in (0, 1] (1.0 = every training example; 5% is "
+                     "written 0.05)")]
+        if name == "FRACTIONS" and 1.0 not in numbers:
+            return [(f"{where}: {value!r} must hold 1.0: the full-data point every curve is read "
+                     f"against; add it, e.g. {sorted({*numbers, 1.0})}")]
+    return []
+
+
+def model_names(values: dict) -> list[tuple[str, str]]:
+    """(parameter, model name) for each model that `values` name: every *MODEL or *MODELS
+    parameter, as a name, a list of names or a dict keyed by name."""
+    out = []
+    for key, value in values.items():
+        if not key.endswith(("MODEL", "MODELS")) or value is None:
+            continue
+        for name in value if isinstance(value, (list, dict)) else [value]:
+            out.append((key, str(name)))
+    return out
+
+
+def notebook_values(notebook: Path, preset_values: dict) -> dict:
+    """Every parameter of `notebook` as a run of it gets them: its defaults, then the preset's."""
+    declared = notebook_parameters(notebook)
+    return {**{k: ast.literal_eval(v["default"]) for k, v in declared.items()}, **preset_values}
+
+
 def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list[str]:
     """What is wrong with `values` for the notebook `stem`, judged by the type of each
     parameter's default in its parameters cell (and None where the default or its comment
-    allows it); counts that default to a positive number must stay positive."""
+    allows it), then by what it means (`value_errors`); counts that default to a positive number
+    must stay positive."""
     errors = []
     for name, value in values.items():
         if name not in declared:
+            continue
+        meaning = value_errors(stem, name, value)
+        if meaning:
+            errors += meaning
             continue
         default = ast.literal_eval(declared[name]["default"])
         if default is None:
@@ -118,6 +182,32 @@ def parse_text_parameters(declared: dict[str, dict], namespace: dict) -> None:
                 break
 
 
+def own_folder(notebook: str, declared: dict[str, dict], namespace: dict) -> None:
+    """A run whose values differ from its preset's (papermill's `-p DATASET custom`, an edited
+    parameters cell) never writes into that preset's records: its PRESET becomes
+    `<preset>-own-<digest>`, named for what differs, so its results, figures and stored points go
+    to results/ and runs/ folders of their own (the same for every notebook run with the same
+    differences, so that 04 still finds 03's records), and the course's own are left as they
+    were. A PRESET that names no preset is the user's own folder already."""
+    name = str(namespace.get(PRESET_PARAMETER, "laptop"))
+    try:
+        preset = load_preset(name)
+    except PresetError:
+        return
+    expected = {k: ast.literal_eval(v["default"]) for k, v in declared.items()}
+    expected.update({k: v for k, v in preset["common"].items() if k in declared})
+    expected.update(preset["notebooks"].get(notebook) or {})
+    differs = {k: namespace[k] for k in sorted(expected)
+               if k != PRESET_PARAMETER and k in namespace and namespace[k] != expected[k]}
+    if not differs:
+        return
+    digest = hashlib.sha256(json.dumps(differs, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    namespace[PRESET_PARAMETER] = own = f"{name}-own-{digest}"
+    print(f"These values differ from the {name} preset's ({', '.join(differs)}): this run records "
+          f"under results/{own}/ and runs/{own}/, leaving the {name} preset's records as they are. "
+          f"Notebooks run with the same values share that folder (07: -p PRESET {own}).")
+
+
 def check_parameters(notebook: str, namespace: dict) -> None:
     """Called by each notebook's set-up cell: the same checks as the runner's, for values set
     another way (`papermill -p EPOCHS abc`, or an edited parameters cell). A dict or list given as
@@ -128,6 +218,7 @@ def check_parameters(notebook: str, namespace: dict) -> None:
                               {k: namespace[k] for k in declared if k in namespace})
     if errors:
         raise PresetError("bad parameter value(s):\n  - " + "\n  - ".join(errors))
+    own_folder(notebook, declared, namespace)
     blocked = unwritable_folders(str(namespace.get(PRESET_PARAMETER, "laptop")))
     if blocked:
         raise PresetError("\n  - ".join(blocked))

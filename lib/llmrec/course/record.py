@@ -87,22 +87,43 @@ def record_metrics(notebook: str, preset: str, metrics: dict, parameters: dict |
     print(f"results recorded in {shown}")
 
 
+class RecordError(ValueError):
+    """A results file that exists but cannot be used: names the file and the command that
+    writes it again."""
+
+
 def load_metrics(notebook: str, preset: str) -> dict:
+    """results/<preset>/<notebook>.json, read and checked: a record with its metrics. A missing
+    file is FileNotFoundError, a damaged one RecordError, each naming the run that writes it."""
     path = results_dir(preset) / f"{notebook}.json"
+    rerun = f"`python -m llmrec.course --preset {preset} --only {notebook[:2]}`"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run the notebook first, e.g. "
-                                f"`python -m llmrec.course --preset {preset} --only {notebook[:2]}`")
-    return json.loads(path.read_text())
+        raise FileNotFoundError(f"{path} does not exist: run the notebook first, e.g. {rerun}")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{path} is not valid JSON ({type(e).__name__}: {e}); a run stopped "
+                          f"while writing it, or it was edited. Write it again: {rerun}") from None
+    why = ("not a record (it holds " + type(record).__name__ + ")" if not isinstance(record, dict)
+           else "no metrics" if not isinstance(record.get("metrics"), dict)
+           else "no parameters" if not isinstance(record.get("parameters", {}), dict) else None)
+    if why:
+        raise RecordError(f"{path} is damaged: {why}. Write it again: {rerun}")
+    return record
 
 
 def load_matching(notebook: str, preset: str, parameters: dict) -> dict | None:
     """The notebook's record if it ran with these parameter values (SEED is compared with the
-    record's seed), else None: lets a notebook reuse another's results only when they apply."""
+    record's seed), else None: lets a notebook reuse another's results only when they apply. A
+    damaged record is said in one line and not reused."""
     try:
         record = load_metrics(notebook, preset)
     except FileNotFoundError:
         return None
-    recorded = dict(record["parameters"], SEED=record.get("seed"))
+    except RecordError as e:
+        print(f"not reused: {e}")
+        return None
+    recorded = dict(record.get("parameters") or {}, SEED=record.get("seed"))
     return record if all(recorded.get(k) == v for k, v in parameters.items()) else None
 
 

@@ -29,10 +29,17 @@ from nbclient.exceptions import DeadKernelError
 from tqdm.auto import tqdm
 
 from ..io import atomic_path, write_json
+from ..lm import check_model
 from ..packaged_models import locate_packaged_model
 from ..paths import list_notebooks, notebooks_dir, presets_dir, results_dir, runs_dir, scratch_dir
 from ..presets import PresetError, list_presets, load_preset
-from .parameters import notebook_parameters, resolve_parameters, unwritable_folders
+from .parameters import (
+    model_names,
+    notebook_parameters,
+    notebook_values,
+    resolve_parameters,
+    unwritable_folders,
+)
 
 
 class NotebookFailed(RuntimeError):
@@ -53,15 +60,28 @@ def select_notebooks(only: list[str] | None) -> list[Path]:
     return sorted(chosen)
 
 
-def preflight(cfg: dict) -> None:
-    """Before any notebook runs: the preset's packaged models are installed, and the folders
-    the run writes to (runs/, results/) can be written. Raises PresetError saying what to do."""
+def preflight(cfg: dict, plan: dict[str, dict], notebooks: list[Path]) -> None:
+    """Before any notebook runs: the preset's packaged models are installed, every model the
+    selected notebooks will load exists (`lm.check_model`: seconds, no download), and the
+    folders the run writes to (runs/, results/) can be written. Raises PresetError saying what
+    to do, naming the notebook and parameter."""
     errors = []
     for alias in cfg["requires_models"]:
         try:
             locate_packaged_model(alias)
         except (FileNotFoundError, ValueError) as e:
             errors.append(str(e))
+    problems = {}  # model name: what is wrong with it (None: fine), each checked once
+    for nb in notebooks:
+        for param, name in model_names(notebook_values(nb, plan[nb.stem])):
+            if name not in problems:
+                try:
+                    check_model(name)
+                    problems[name] = None
+                except (OSError, ValueError) as e:
+                    problems[name] = str(e)
+            if problems[name]:
+                errors.append(f"{nb.stem}.{param}: {name!r}: {problems[name]}")
     errors += unwritable_folders(cfg["name"])
     if errors:
         raise PresetError(f"preset {cfg['name']!r} cannot run yet:\n  - " + "\n  - ".join(errors))
@@ -153,7 +173,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
             if folder.exists():
                 print(f"fresh run: removing {folder}")
                 shutil.rmtree(folder)
-    preflight(cfg)
+    preflight(cfg, plan, notebooks)
     remove_stale_kernel_files()
     out_dir = runs_dir(cfg["name"])
     kept = out_dir / "preset.yaml"

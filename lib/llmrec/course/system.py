@@ -13,6 +13,7 @@ import torch
 from ..data import load_movielens_small
 from ..lm import TINY_MODELS, check_model
 from ..packaged_models import PACKAGED_MODELS, locate_packaged_model
+from .parameters import model_names
 
 
 def cpu_flags() -> set[str]:
@@ -101,10 +102,7 @@ def hub_models(preset: dict) -> list[str]:
     models nor packaged offline ones: what must come from the hub or a local folder."""
     names = []
     for values in [preset.get("common") or {}, *(preset.get("notebooks") or {}).values()]:
-        for key, value in (values or {}).items():
-            if not key.endswith(("MODEL", "MODELS")) or value is None:
-                continue
-            for name in value if isinstance(value, (list, dict)) else [value]:
-                if name not in TINY_MODELS and name not in PACKAGED_MODELS and name not in names:
-                    names.append(str(name))
+        for _, name in model_names(values or {}):
+            if name not in TINY_MODELS and name not in PACKAGED_MODELS and name not in names:
+                names.append(name)
     return names

@@ -1,0 +1,135 @@
+"""Faults a user meets (issue: trust under faults): bad values refused before the long work,
+damaged files that name themselves, records that belong to their inputs, and runs that end
+when they are stopped. benchmarks/bad_inputs.py replays them as a table."""
+
+import json
+
+import pytest
+
+from llmrec.course import parameters, record, runner
+from llmrec.efficiency import PointStore
+from llmrec.paths import notebooks_dir
+from llmrec.presets import PresetError, load_preset
+
+
+def _declared(stem):
+    return parameters.notebook_parameters(notebooks_dir() / f"{stem}.ipynb")
+
+
+@pytest.mark.parametrize("stem, values, message", [
+    ("05_data_efficiency", {"LM_LR": {"smollm2-135m": -3e-4}}, r"LM_LR.*smollm2-135m.*greater than 0"),
+    ("06_once_dire", {"LR_LM": -1e-3}, r"LR_LM.*greater than 0"),
+    ("02_baselines", {"SEED": -1}, r"SEED: -1 .*0 and"),
+    ("02_baselines", {"SEED": 2**40}, r"SEED.*0 and"),
+    ("02_baselines", {"MAX_USERS": "forty"}, r"MAX_USERS: 'forty'.*positive int.*or None"),
+    ("02_baselines", {"MAX_USERS": 40.5}, r"MAX_USERS: 40.5"),
+    ("02_baselines", {"MAX_USERS": 0}, r"MAX_USERS: 0"),
+    ("05_data_efficiency", {"FRACTIONS": [0.1, 0.5]}, r"FRACTIONS.*1\.0"),
+    ("05_data_efficiency", {"FRACTIONS": [0.1, 5, 1.0]}, r"FRACTIONS.*\(0, 1\]"),
+    ("05_data_efficiency", {"LM_FRACTIONS": [0.1, 2.0]}, r"LM_FRACTIONS.*\(0, 1\]"),
+])
+def test_a_bad_value_is_named_with_its_notebook_and_parameter(stem, values, message):
+    errors = parameters.parameter_errors(stem, _declared(stem), values)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{stem}.")
+    import re
+    assert re.search(message, errors[0]), errors[0]
+
+
+@pytest.mark.parametrize("stem, values", [
+    ("02_baselines", {"SEED": 0, "MAX_USERS": None}),
+    ("02_baselines", {"MAX_USERS": 40}),
+    ("05_data_efficiency", {"FRACTIONS": [0.5, 1.0], "LM_LR": {"smollm2-135m": 3e-4}}),
+    ("06_once_dire", {"LR_LM": None}),
+])
+def test_good_values_pass(stem, values):
+    assert parameters.parameter_errors(stem, _declared(stem), values) == []
+
+
+def test_the_runner_refuses_a_misspelt_model_before_the_first_notebook(tmp_path, monkeypatch):
+    """A misspelt DIRE_MODELS entry ran 00-05 (24 minutes of the laptop course) first."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = []
+    monkeypatch.setattr(runner, "_execute", lambda *a, **k: started.append(a))
+    preset = load_preset("smoke")
+    body = {k: preset[k] for k in ("description", "common")}
+    body["notebooks"] = dict(preset["notebooks"])
+    body["notebooks"]["06_once_dire"] = dict(body["notebooks"].get("06_once_dire") or {},
+                                             DIRE_MODELS=["tiny-bert", "minilm-l7"])
+    path = tmp_path / "misspelt.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(PresetError, match=r"06_once_dire\.DIRE_MODELS.*'minilm-l7'"):
+        runner.run_course(str(path))
+    assert started == []
+
+
+def test_a_null_point_is_recomputed(tmp_path, capsys):
+    store = PointStore(tmp_path)
+    store.path("MF", 0.1, 0).write_text("null")
+    assert store.load("MF", 0.1, 0) is None
+    assert "recomputing" in capsys.readouterr().out
+    store.path("MF", 0.1, 0).write_text('{"format": 1, "metrics": null}')
+    assert store.load("MF", 0.1, 0) is None
+
+
+@pytest.mark.parametrize("text, why", [("{\"notebook\": \"02_bas", "not valid JSON"),
+                                       ("null", "not a record"),
+                                       ('{"metrics": null}', "no metrics")])
+def test_a_damaged_results_file_names_itself_and_the_fix(tmp_path, monkeypatch, text, why):
+    monkeypatch.setattr(record, "results_dir", lambda preset: tmp_path / preset)
+    (tmp_path / "laptop").mkdir()
+    (tmp_path / "laptop" / "02_baselines.json").write_text(text)
+    with pytest.raises(record.RecordError) as err:
+        record.load_metrics("02_baselines", "laptop")
+    said = str(err.value)
+    assert "02_baselines.json" in said and why in said and "--only 02" in said
+    # a notebook that would reuse it says so and goes on without it
+    assert record.load_matching("02_baselines", "laptop", {}) is None
+
+
+def test_a_record_reads_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(record, "results_dir", lambda preset: tmp_path / preset)
+    record.record_metrics("02_baselines", "laptop", {"rmse": 1.0}, {"SEED": 0}, seed=0)
+    assert record.load_metrics("02_baselines", "laptop")["metrics"] == {"rmse": 1.0}
+    assert json.loads((tmp_path / "laptop" / "02_baselines.json").read_text())["seed"] == 0
+
+
+def _namespace(stem, **values):
+    declared = _declared(stem)
+    return {**{k: __import__("ast").literal_eval(v["default"]) for k, v in declared.items()}, **values}
+
+
+def test_a_run_with_other_data_never_writes_into_a_presets_records(tmp_path, monkeypatch):
+    """README's own-data command (papermill, no -p PRESET) replaced results/laptop/02_baselines.json."""
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    ns = _namespace("02_baselines", DATASET="custom",
+                    DATA_PATHS={"ratings_path": "my/ratings.csv", "items_path": "my/items.csv"})
+    parameters.check_parameters("02_baselines", ns)
+    own = ns["PRESET"]
+    assert own.startswith("laptop-own-") and own != "laptop"
+    # the same data in another notebook lands in the same folder: 04 finds 03's records
+    ns3 = _namespace("03_flan_t5_classification", DATASET="custom",
+                     DATA_PATHS={"items_path": "my/items.csv", "ratings_path": "my/ratings.csv"})
+    parameters.check_parameters("03_flan_t5_classification", ns3)
+    assert ns3["PRESET"] == own
+    # other data, another folder
+    ns_b = _namespace("02_baselines", DATASET="custom", DATA_PATHS={"ratings_path": "b.csv", "items_path": "i.csv"})
+    parameters.check_parameters("02_baselines", ns_b)
+    assert ns_b["PRESET"] not in ("laptop", own)
+
+
+def test_a_run_with_the_presets_values_keeps_its_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    for preset in ("laptop", "smoke"):
+        cfg = load_preset(preset)
+        plan = parameters.resolve_parameters(cfg, [notebooks_dir() / "04_flan_t5_regression.ipynb"])
+        ns = parameters.notebook_values(notebooks_dir() / "04_flan_t5_regression.ipynb",
+                                        plan["04_flan_t5_regression"])
+        parameters.check_parameters("04_flan_t5_regression", ns)
+        assert ns["PRESET"] == preset
+    ns = _namespace("02_baselines", PRESET="my-own-name", EPOCHS=3)  # not a preset: the user's folder
+    parameters.check_parameters("02_baselines", ns)
+    assert ns["PRESET"] == "my-own-name"
