@@ -279,8 +279,8 @@ def test_a_notebooks_set_up_cell_checks_its_results_folder_before_the_work(tmp_p
     monkeypatch.setattr(parameters, "results_dir", lambda preset: blocked / "results" / preset)
     declared = parameters.notebook_parameters(parameters.notebooks_dir() / "02_baselines.ipynb")
     namespace = {name: eval(p["default"]) for name, p in declared.items()}
-    namespace["PRESET"] = "smoke"
-    with pytest.raises(PresetError, match=r"a-file/results/smoke cannot be written"):
+    namespace["PRESET"] = "laptop"  # the notebook's defaults are the laptop preset's: its own folders
+    with pytest.raises(PresetError, match=r"a-file/results/laptop cannot be written"):
         parameters.check_parameters("02_baselines", namespace)
     monkeypatch.undo()
     parameters.check_parameters("02_baselines", namespace)  # and a writable one passes

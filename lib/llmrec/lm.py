@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import socket
@@ -32,7 +34,7 @@ from torch import nn
 
 from .batching import pad_batch
 from .cache import cached_hidden, top_layers_body
-from .io import atomic_dir
+from .io import atomic_dir, sha256_file
 from .packaged_models import PACKAGED_MODELS, locate_packaged_model
 from .paths import model_dir, repo_root
 from .prompts import build_prompts, item_texts
@@ -300,6 +302,49 @@ def check_model(name: str) -> dict:
            "the hub cannot be reached from here (no connection within 3 s)")
     raise OSError(f"{what} is not in the local cache, and {why}. {OFFLINE_ADVICE}"
                   + ("" if offline else " Set HF_HUB_OFFLINE=1 to skip the network altogether."))
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgpack")
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A weight file's sha256, computed once per version of the file (its size and time)."""
+    return sha256_file(path)[:16]
+
+
+def _weights_digest(folder: Path) -> str:
+    """The weight files of a folder (their names and contents), in one short digest."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    parts = [f"{p.relative_to(folder)}:{_file_digest(str(p), p.stat().st_size, p.stat().st_mtime_ns)}"
+             for p in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else "no weight files"
+
+
+def model_identity(name: str) -> str:
+    """What `name` stands for now, by content, without loading it: a packaged model's package,
+    version and weight file digest; a folder's weight files' digest; a hub model's cached
+    revision (or its id, before the first download); a tiny model's name (its weights come from
+    the seed). Results stored from a model are keyed on this, so that new weights behind the same
+    name — a retrained folder, an upgraded package — are never read as the old ones'."""
+    if name in TINY_MODELS:
+        return f"{name} (random weights from the seed)"
+    if name in PACKAGED_MODELS:
+        info = PACKAGED_MODELS[name]
+        try:
+            version = importlib.metadata.version(info["package"])
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        return f"{info['package']}=={version} {_weights_digest(locate_packaged_model(name))}"
+    folder = local_model_folder(name)
+    if folder is not None:
+        return f"folder {folder.name} {_weights_digest(folder)}"
+    source = HUB_ALIASES.get(name, name)
+    try:
+        cached = try_to_load_from_cache(source, "config.json")
+    except (ValueError, OSError):
+        cached = None
+    return f"{source}@{Path(cached).parent.name}" if isinstance(cached, str) else source
 
 
 def load_lm(name: str, *, seed: int = 0, dtype: torch.dtype | None = None) -> LoadedLM:

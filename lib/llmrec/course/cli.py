@@ -17,6 +17,8 @@ Install the kit first (once, in a virtual environment):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import importlib.metadata
 import importlib.util
 import os
@@ -30,17 +32,32 @@ from ..paths import repo_root
 from ..presets import PresetError, load_preset
 
 
+def _die_with_parent() -> None:
+    """In the child, before it starts (Linux): the kernel sends it SIGTERM when this process dies,
+    even by SIGKILL, so that no step outlives the command that started it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _run(*args: str) -> int:
     """One step, in the kit's root, with this Python; its exit status. A Ctrl-C goes to the
-    step, which says one line and exits: this process waits for it instead of killing it."""
+    step, which says one line and exits: this process waits for it instead of killing it.
+    SIGTERM and SIGHUP (an IDE's stop button, a scheduler, a closed terminal) are passed on to
+    the step, which ends its kernel; if this process is killed outright, the step is told too."""
     cmd = [sys.executable, *args]
     print("+", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, cwd=repo_root())  # started with the default SIGINT handling
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proc = subprocess.Popen(cmd, cwd=repo_root(),  # started with the default SIGINT handling
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509 - no threads here
+    forwarded = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    for name in forwarded:
+        sig = getattr(signal, name)
+        previous[sig] = signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
     try:
         return proc.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _missing_models() -> list[str]:

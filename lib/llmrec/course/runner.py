@@ -14,9 +14,11 @@ with the notebook and the name, so a typo never silently runs the defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -44,6 +46,70 @@ from .parameters import (
 
 class NotebookFailed(RuntimeError):
     """A notebook raised: names the notebook, the cell and where the executed copy is."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The run was told to stop (SIGTERM: an IDE's stop button, a scheduler; SIGHUP: the
+    terminal closed): it ends as after a Ctrl-C, its kernel shut down, nothing left running."""
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Within it, SIGTERM and SIGHUP end the run the way Ctrl-C does (papermill shuts the kernel
+    down); without it they killed the runner alone, and its kernel wrote results after the stop."""
+    def stop(signum, frame):
+        raise Stopped(signal.Signals(signum).name)
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), stop) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), handler)
+
+
+def _lock_holder(lock: Path) -> int | None:
+    """The pid of the live run that holds `lock`, or None (no lock, a lock of a run that ended,
+    or of a process that reused its pid)."""
+    try:
+        held = json.loads(lock.read_text())
+        pid, started = int(held["pid"]), float(held["started"])
+        alive = psutil.pid_exists(pid) and abs(psutil.Process(pid).create_time() - started) < 1
+    except (OSError, ValueError, TypeError, KeyError, psutil.Error):
+        return None
+    return pid if alive and pid != os.getpid() else None
+
+
+@contextlib.contextmanager
+def one_run(preset: str):
+    """A preset's folders (runs/<preset>/, results/<preset>/) belong to one run at a time: a
+    second is refused with the first's pid, before it writes or removes anything (--fresh
+    included). The lock, runs/.<preset>.lock, is outside the folders --fresh removes; one left
+    by a run that was killed is taken over."""
+    lock = runs_dir(preset).parent / f".{preset}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                raise PresetError(
+                    f"runs/{preset}/ is in use by another run of the course (pid {holder}); two runs "
+                    f"would write into one folder. Wait for it to end, or stop it (kill {holder}), "
+                    "then run again") from None
+            lock.unlink(missing_ok=True)  # left by a run that ended without removing it
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(lock.read_text()).get("pid") == me["pid"]:
+                lock.unlink()
 
 
 def select_notebooks(only: list[str] | None) -> list[Path]:
@@ -168,12 +234,19 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
     preset_text = Path(cfg["path"]).read_text()  # before --fresh: it may be runs/<name>/preset.yaml
+    preflight(cfg, plan, notebooks)
+    with one_run(cfg["name"]):
+        return _run_notebooks(cfg, notebooks, plan, preset_text, shipped, log_output, fresh)
+
+
+def _run_notebooks(cfg: dict, notebooks: list[Path], plan: dict, preset_text: str, shipped: Path,
+                   log_output: bool, fresh: bool) -> list[Path]:
+    """The run itself, once its folders are this run's alone (`one_run`)."""
     if fresh:
         for folder in (runs_dir(cfg["name"]), results_dir(cfg["name"])):
             if folder.exists():
                 print(f"fresh run: removing {folder}")
                 shutil.rmtree(folder)
-    preflight(cfg, plan, notebooks)
     remove_stale_kernel_files()
     out_dir = runs_dir(cfg["name"])
     kept = out_dir / "preset.yaml"
@@ -224,14 +297,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{nb.stem}: {', '.join(notebook_parameters(nb))}")
             print("presets:", ", ".join(list_presets()))
             return 0
-        run_course(args.preset, args.only, args.log_output, fresh=args.fresh)
+        with stop_on_signals():
+            run_course(args.preset, args.only, args.log_output, fresh=args.fresh)
     except (PresetError, NotebookFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: notebooks that finished are kept in runs/; rerun the same command to "
+    except KeyboardInterrupt as e:
+        how = f"stopped ({e})" if isinstance(e, Stopped) else "interrupted"
+        print(f"{how}: notebooks that finished are kept in runs/; rerun the same command to "
               "go on", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Stopped) else 130
     return 0
 
 
