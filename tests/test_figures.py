@@ -1,5 +1,7 @@
 """The reference-figure check on constructed CSVs: it must fail on every kind of drift."""
 
+import re
+
 import pandas as pd
 import pytest
 import yaml
@@ -261,3 +263,27 @@ def test_the_shipped_checks_hold_on_the_reference_figures():
         ref = ref.set_index(spec["key"])
         assert figures._spec_problems(name, spec) == [] and figures._checks(name, ref, spec) == [], name
         assert figures._unlisted_columns(name, ref, spec) == [], name
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"key": ["method"], "colums": {"rmse": {"abs": 0.01}}},
+     r"t\.tolerance\.yaml: unknown key 'colums'.*did you mean 'columns'"),
+    ({"key": ["method"], "columns": {"rmse": {"abss": 0.01}}},
+     r"t\.tolerance\.yaml: columns\.rmse: unknown key 'abss'.*did you mean 'abs'"),
+    ({"columns": {"rmse": {"abs": 0.01}}}, r"t\.tolerance\.yaml: no `key`"),
+    ({"key": ["method"], "columns": {"rmse": {"abs": 0.01}}, "checks": [{"row": ["MF"], "columm": "rmse", "below": 1}]},
+     r"checks\[0\]: unknown key 'columm'"),
+    ("key: [method\n", r"t\.tolerance\.yaml is not valid YAML"),
+])
+def test_a_damaged_tolerance_file_is_named_before_the_course_runs(dirs, spec, message):
+    """A misspelt key was a KeyError in `make repro`, after the 30-minute course."""
+    ref, run, table = dirs
+    (ref / "t.tolerance.yaml").write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+    problems = figures.tolerance_file_problems()
+    assert problems and re.search(message, problems[0]), problems
+    table.to_csv(run / "t.csv", index=False)
+    assert figures.compare_figure("t") == problems  # said again, not a KeyError
+
+
+def test_the_shipped_tolerance_files_are_well_formed():
+    assert figures.tolerance_file_problems() == []

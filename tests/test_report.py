@@ -259,3 +259,27 @@ def test_readme_prose_states_the_laptop_presets_window():
     laptop = yaml.safe_load((repo_root() / "presets" / "laptop.yaml").read_text())["notebooks"]["03_flan_t5_classification"]
     assert f"last {laptop['WINDOW']} training ratings" in text
     assert f"every rating after the first {laptop['MIN_CONTEXT']} a target" in text
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text[: len(text) - 7], r"ends in the middle of a line"),
+    (lambda text: text.replace("\n", "\n,,extra,field,,,,,,,,,,,,,,,\n", 1).rstrip("\n") + "\n", r"line 2 has \d+ fields, its header \d+"),
+])
+def test_report_refuses_a_damaged_reference_csv_and_writes_nothing(tmp_path, monkeypatch, damage, message):
+    """A reference CSV cut short was published: README rewritten with the rows dropped."""
+    import shutil
+
+    from llmrec.paths import reference_figures_dir, repo_root
+
+    fig = tmp_path / "figures"
+    shutil.copytree(reference_figures_dir(), fig)
+    (fig / "04_results.csv").write_text(damage((fig / "04_results.csv").read_text()))
+    readme = tmp_path / "README.md"
+    readme.write_text((repo_root() / "README.md").read_text())
+    before = readme.read_text()
+    monkeypatch.setattr(report, "reference_figures_dir", lambda: fig)
+    monkeypatch.setattr(report, "repo_root", lambda: tmp_path)
+    with pytest.raises(report.ReportError, match=message) as err:
+        report.update_readme()
+    assert "04_results.csv" in str(err.value) and "git checkout figures/" in str(err.value)
+    assert readme.read_text() == before

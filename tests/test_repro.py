@@ -8,7 +8,7 @@ are built again in an empty folder."""
 import pandas as pd
 import pytest
 
-from llmrec.course.figures import checked_figures, compare_all
+from llmrec.course.figures import checked_figures, compare_all, tolerance_file_problems
 from llmrec.course.record import load_metrics
 from llmrec.course.runner import run_course
 from llmrec.paths import ENV_DATA, run_figures_dir
@@ -18,6 +18,9 @@ pytestmark = pytest.mark.repro
 
 @pytest.fixture(scope="module")
 def laptop_run(tmp_path_factory):
+    problems = tolerance_file_problems()  # a misspelt tolerance file is said now, not after the course
+    if problems:
+        pytest.fail("figures/ has damaged tolerance files:\n" + "\n".join(problems))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV_DATA, str(tmp_path_factory.mktemp("empty-caches")))  # the kernels inherit it
         yield run_course("laptop", fresh=True)

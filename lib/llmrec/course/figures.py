@@ -36,6 +36,7 @@ processors and library versions, not for a different result.
 from __future__ import annotations
 
 import argparse
+import difflib
 import shutil
 import sys
 
@@ -48,10 +49,66 @@ from ..paths import reference_figures_dir, run_figures_dir
 REFERENCE_PRESET = "laptop"
 
 
+# What a tolerance file may say; anything else is a misspelling, named before any run.
+SPEC_KEYS = {"key", "columns", "rows", "checks", "rows_not_compared", "ignored"}
+COLUMN_KEYS = {"abs", "rel", "equal", "at_least", "abs_by"}
+ROWS_KEYS = {"differ", "per"}
+CHECK_KEYS = {"row", "column", "below", "below_row", "below_column", "why"}
+
+
+def _unknown(where: str, found, allowed: set[str]) -> list[str]:
+    out = []
+    for k in sorted(set(found) - allowed, key=str):
+        close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+        out.append(f"{where}unknown key {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                   + f"; allowed: {', '.join(sorted(allowed))}")
+    return out
+
+
+def load_spec(name: str) -> tuple[dict | None, list[str]]:
+    """figures/<name>.tolerance.yaml and what is wrong with its form: unreadable YAML, a
+    misspelt or missing key, a malformed check (each named with the file and where in it)."""
+    file = f"{name}.tolerance.yaml"
+    try:
+        spec = yaml.safe_load((reference_figures_dir() / file).read_text())
+    except yaml.YAMLError as e:
+        return None, [(f"{file} is not valid YAML ({getattr(e, 'problem', None) or e}): fix it, or take "
+                       "it back from git (git checkout figures/)")]
+    if not isinstance(spec, dict):
+        return None, [f"{file}: a tolerance file is a mapping (key, columns, …), not {type(spec).__name__}"]
+    out = [f"{file}: {p}" for p in _unknown("", spec, SPEC_KEYS)]
+    if "key" not in spec:
+        out.append(f"{file}: no `key` (the column(s) that name a row, e.g. key: [method])")
+    if not isinstance(spec.get("columns"), dict):
+        out.append(f"{file}: no `columns` mapping (each compared column and its tolerance)")
+    for col, tol in (spec.get("columns") or {}).items() if isinstance(spec.get("columns"), dict) else ():
+        out += ([f"{file}: {p}" for p in _unknown(f"columns.{col}: ", tol, COLUMN_KEYS)]
+                if isinstance(tol, dict) else [f"{file}: columns.{col} must be a mapping, e.g. {{abs: 0.01}}"])
+    if isinstance(spec.get("rows"), dict):
+        out += [f"{file}: {p}" for p in _unknown("rows: ", spec["rows"], ROWS_KEYS)]
+    for i, check in enumerate(spec.get("checks") or []):
+        if not isinstance(check, dict):
+            out.append(f"{file}: checks[{i}] must be a mapping (row, column, below or below_row, why)")
+            continue
+        out += [f"{file}: {p}" for p in _unknown(f"checks[{i}]: ", check, CHECK_KEYS)]
+        if not {"row", "column"} <= set(check) or not {"below", "below_row"} & set(check):
+            out.append(f"{file}: checks[{i}] needs row, column, and below or below_row")
+    if out:
+        return None, out
+    return spec, _spec_problems(name, spec)
+
+
+def tolerance_file_problems() -> list[str]:
+    """Every tolerance file's problems of form: checked before the course runs (`make repro`)."""
+    return [p for name in checked_figures() for p in load_spec(name)[1]]
+
+
 def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     """Differences between the run's <name>.csv and the reference, beyond the tolerances."""
     ref_dir, run_dir = reference_figures_dir(), run_figures_dir(preset)
-    spec = yaml.safe_load((ref_dir / f"{name}.tolerance.yaml").read_text())
+    spec, problems = load_spec(name)
+    if problems:  # the file itself is wrong: say so before using it
+        return problems
     run_csv = run_dir / f"{name}.csv"
     if not run_csv.is_file():
         return [f"{name}: {run_csv} is missing; run the {preset} preset first"]
@@ -64,9 +121,6 @@ def compare_figure(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
                 f"{sorted(set(frame.index[frame.index.duplicated()]))}: each row must have its own key"
                 for which, frame in (("reference's", ref), ("run's", run)) if frame.index.has_duplicates]
     if problems:  # rows cannot be paired: say which key, instead of failing in the comparison
-        return problems
-    problems += _spec_problems(name, spec)
-    if problems:  # the file itself is wrong: say so before using it
         return problems
     problems += _row_differences(name, ref, run, spec)
     problems += _unlisted_columns(name, ref, spec)
@@ -203,7 +257,9 @@ def changes(name: str, preset: str = REFERENCE_PRESET) -> list[str]:
     """Every checked number (the columns of its tolerance file) that a refresh would change:
     `name: row column old -> new (difference)`, plus rows that appear or disappear."""
     ref_dir, run_dir = reference_figures_dir(), run_figures_dir(preset)
-    spec = yaml.safe_load((ref_dir / f"{name}.tolerance.yaml").read_text())
+    spec, problems = load_spec(name)
+    if problems:
+        return problems
     if not (run_dir / f"{name}.csv").is_file() or not (ref_dir / f"{name}.csv").is_file():
         return []
     ref = pd.read_csv(ref_dir / f"{name}.csv")

@@ -19,6 +19,8 @@ paper predicts, with a 95% interval whose kind the table prints.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 
 import numpy as np
@@ -357,11 +359,34 @@ def _signed(x) -> str:
     return "" if pd.isna(x) else signed_number(x)
 
 
+class ReportError(ValueError):
+    """A reference figure the report cannot use: names the file and how to get it back."""
+
+
+def read_figure(fig, name: str) -> pd.DataFrame:
+    """figures/<name>.csv, read only when whole: a file cut short (it ends mid-line) or with a
+    line of another width than its header is refused, naming it, before anything is written
+    (a cut file had been published in README with its rows dropped)."""
+    path = fig / f"{name}.csv"
+    fix = "take it back from git (git checkout figures/) or refresh figures/ on purpose (make figures)"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
+    if not text.endswith("\n"):
+        raise ReportError(f"{path} ends in the middle of a line: it was cut short; {fix}")
+    widths = [len(row) for row in csv.reader(io.StringIO(text))]
+    for line, width in enumerate(widths[1:], start=2):
+        if width != widths[0]:
+            raise ReportError(f"{path}: line {line} has {width} fields, its header {widths[0]}; {fix}")
+    return pd.read_csv(path)
+
+
 def _claims_table(fig) -> list[str]:
     out = [("**Paper vs kit** ([figures/07_claims.csv](figures/07_claims.csv), notebook 07; verdicts as "
             "defined there):"), "",
            "| the paper | the kit (laptop preset) | 95% interval (its kind) | verdict |", "|---|---|---|---|"]
-    for r in pd.read_csv(fig / "07_claims.csv").to_dict("records"):
+    for r in read_figure(fig, "07_claims").to_dict("records"):
         interval = (f"{_signed(r['low'])} … {_signed(r['high'])} ({r['interval']})" if not pd.isna(r["low"])
                     else r["interval"] if isinstance(r["interval"], str) else "")
         number = r["paper's number"]
@@ -371,7 +396,7 @@ def _claims_table(fig) -> list[str]:
 
 
 def _rating_table(fig) -> list[str]:
-    t3 = pd.read_csv(fig / "03_results.csv")
+    t3 = read_figure(fig, "03_results")
     users = dict(zip(t3.method, t3.users)) if "users" in t3 else {}
     n_test = max(users.values()) if users else None
     out = [("**Rating prediction** ([figures/04_results.csv](figures/04_results.csv); users: how many test users "
@@ -379,7 +404,7 @@ def _rating_table(fig) -> list[str]:
             "the same users only; the last column is the 95% paired-bootstrap interval of the RMSE difference "
             "to MF on the same test users):"), "",
            "| method | users | RMSE | MAE | ROC-AUC | RMSE − MF, 95% interval |", "|---|---|---|---|---|---|"]
-    for r in pd.read_csv(fig / "04_results.csv").itertuples():
+    for r in read_figure(fig, "04_results").itertuples():
         interval = "" if pd.isna(r.vs_mf_low) or r.method == "MF" else f"{_signed(r.vs_mf_low)} … {_signed(r.vs_mf_high)}"
         n = users.get(r.method, n_test)
         out.append(f"| {r.method} | {'' if n is None else int(n)} | {_fmt(r.rmse)} | {_fmt(r.mae)} | {_fmt(r.auc)} | {interval} |")
@@ -387,7 +412,7 @@ def _rating_table(fig) -> list[str]:
 
 
 def _efficiency_table(fig) -> list[str]:
-    eff = pd.read_csv(fig / "05_data_efficiency.csv")
+    eff = read_figure(fig, "05_data_efficiency")
     table = eff.groupby(["method", "fraction"]).rmse.mean().unstack("fraction")
     fractions = list(table.columns)
     out = [("**Data efficiency** ([figures/05_data_efficiency.csv](figures/05_data_efficiency.csv); "
@@ -400,7 +425,7 @@ def _efficiency_table(fig) -> list[str]:
 
 
 def _once_table(fig) -> list[str]:
-    once = pd.read_csv(fig / "06_results.csv")
+    once = read_figure(fig, "06_results")
     out = [("**ONCE/DIRE** ([figures/06_results.csv](figures/06_results.csv); the mean of "
             f"{int(once.seeds.max())} seeds; the AUC's 95% bootstrap interval over the test impressions; every row "
             "shares NAML's user encoder and a dot product, only the content encoder differs):"), "",
@@ -412,7 +437,7 @@ def _once_table(fig) -> list[str]:
 
 
 def _cache_sentence(fig) -> str:
-    speed = pd.read_csv(fig / "06_cache_speed.csv").set_index("way")
+    speed = read_figure(fig, "06_cache_speed").set_index("way")
     return ("Caching the frozen layers (06, [figures/06_cache_speed.csv](figures/06_cache_speed.csv)): a "
             f"training step {speed.loc['full fine-tuning', 'speed-up of the cache']:.1f}× faster than full "
             f"fine-tuning (the layer count predicts {speed.loc['full fine-tuning', 'theory']:.1f}×) and "
@@ -436,7 +461,7 @@ BASELINE_METHODS = ("MF", "MLP", "Text-aware MF", "Transformer+MLP")
 
 def readme_summary(figures=None) -> str:
     """README's first screen: the papers' claims grouped by the verdict 07 gives them."""
-    claims_t = pd.read_csv((figures or reference_figures_dir()) / "07_claims.csv")
+    claims_t = read_figure(figures or reference_figures_dir(), "07_claims")
     out = [SUMMARY_START, "", ("**What it reproduces** on a laptop (the laptop preset; notebook 07 sets each "
                                "claim of the papers beside the kit's number, its 95% interval and a verdict, "
                                "[below](#what-the-kit-reproduces-so-far)):"), ""]
@@ -453,8 +478,8 @@ def readme_reading(figures=None) -> list[str]:
     """README's reading of the results tables: every comparative word chosen by an interval or
     by every seed (llmrec.readings), as the notebooks' own readings are."""
     fig = figures or reference_figures_dir()
-    t3 = pd.read_csv(fig / "03_results.csv").set_index("method")
-    t4 = pd.read_csv(fig / "04_results.csv").set_index("method")
+    t3 = read_figure(fig, "03_results").set_index("method")
+    t4 = read_figure(fig, "04_results").set_index("method")
     for column in ("users", "rating_token_share"):
         if column not in t3:
             raise ValueError(f"{fig / '03_results.csv'} has no {column!r} column: refresh figures/ from a run "
@@ -473,7 +498,7 @@ def readme_reading(figures=None) -> list[str]:
     if tuned:
         out.append(f"- **Against MF** (notebook 04, all {n_test} test users): " + "; ".join(
             f"{m} is {paired(t4.vs_mf_low[m], t4.vs_mf_high[m], 'MF')}" for m in tuned) + ".")
-    eff = pd.read_csv(fig / "05_data_efficiency.csv")
+    eff = read_figure(fig, "05_data_efficiency")
     lms = [m for m in eff.method.unique() if m not in BASELINE_METHODS]
     for lm in lms:
         for base in [b for b in ("MF", "Transformer+MLP") if b in set(eff.method)]:
@@ -487,8 +512,9 @@ def update_readme(check: bool = False) -> bool:
     """Write README's generated sections (between the markers); with check, only compare.
     Returns whether README was already up to date."""
     path = repo_root() / "README.md"
-    same_summary = replace_section(path, SUMMARY_START, SUMMARY_END, readme_summary(), check)
-    return replace_section(path, START, END, readme_results(), check) and same_summary
+    summary, results = readme_summary(), readme_results()  # both whole before either is written
+    same_summary = replace_section(path, SUMMARY_START, SUMMARY_END, summary, check)
+    return replace_section(path, START, END, results, check) and same_summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -508,7 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.readme:
         parser.print_help()
         return 2
-    same = update_readme(check=args.check)
+    try:
+        same = update_readme(check=args.check)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     same_workshop = workshop.update(check=args.check)
     if args.check and not (same and same_workshop):
         print("README.md's results section or docs/WORKSHOP.md's schedule differs from what figures/, "
