@@ -256,3 +256,25 @@ def test_sigterm_to_the_course_command_leaves_nothing_running(tmp_path):
     assert alive == []
     _, err = proc.communicate(timeout=20)
     assert proc.returncode != 0 and "stopped (SIGTERM)" in err
+
+
+def test_leftovers_of_a_killed_build_are_swept_and_a_live_ones_kept(tmp_path):
+    """A killed model conversion or split build left .NAME.*.part folders forever (640 MB after four kills)."""
+    import os
+
+    from llmrec.io import atomic_dir, atomic_path
+
+    dead = tmp_path / ".split.999999999-abc.part"
+    dead.mkdir()
+    (dead / "big.bin").write_bytes(b"x" * 1000)
+    live = tmp_path / f".split.{os.getpid()}-def.part"  # another build of this process, in progress
+    live.mkdir()
+    dead_file = tmp_path / ".data.csv.999999999-xyz.part"
+    dead_file.write_text("half")
+    with atomic_dir(tmp_path / "split") as tmp:
+        (tmp / "a").write_text("1")
+        assert tmp.name.startswith(f".split.{os.getpid()}-")
+    with atomic_path(tmp_path / "data.csv") as tmp:
+        tmp.write_text("whole")
+    assert not dead.exists() and not dead_file.exists() and live.exists()
+    assert (tmp_path / "split" / "a").read_text() == "1"

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 from .paths import cache_dir, model_dir
 
@@ -94,14 +98,53 @@ def _move_advice(path: Path) -> str:
     return ""
 
 
+STALE_UNOWNED_S = 6 * 3600  # a leftover without an owner's pid (an older kit's) is swept after this
+
+
+def _owner_alive(leftover: Path, name: str) -> bool:
+    """Whether the process that made `leftover` (.NAME.<pid>-<random>.part) still runs; one
+    without a pid in its name counts as alive while it is younger than STALE_UNOWNED_S."""
+    pid = leftover.name[len(name) + 2:].split("-", 1)[0]
+    if pid.isdigit():
+        return psutil.pid_exists(int(pid))
+    try:
+        return time.time() - leftover.stat().st_mtime < STALE_UNOWNED_S
+    except OSError:
+        return True
+
+
+def sweep_leftovers(folder: Path, name: str) -> None:
+    """Remove what killed writes of `name` left in `folder` (.NAME.*.part files and folders,
+    .NAME.*.old trash) whose process has ended: a killed model conversion or split build left
+    hundreds of MB there, forever. A live process's leftovers are its work in progress."""
+    for leftover in [*folder.glob(f".{glob.escape(name)}.*.part"), *folder.glob(f".{glob.escape(name)}.*.old")]:
+        if _owner_alive(leftover, name):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def _temporary(path: Path, kind: str, suffix: str = ".part") -> Path:
+    """A temporary file or folder beside `path`, named for its owner (.NAME.<pid>-<random>.part),
+    after sweeping what killed writes of the same name left."""
+    sweep_leftovers(path.parent, path.name)
+    prefix = f".{path.name}.{os.getpid()}-"
+    if kind == "dir":
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     _check_writable(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _temporary(path, "file")
     tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600: give what open() would have
     try:
         with _say_a_full_disk(path, tmp):
@@ -129,7 +172,7 @@ def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
     with "Directory not empty". Without it, a folder that appears meanwhile is replaced."""
     path = Path(path)
     _check_writable(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    tmp = _temporary(path, "dir")
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700: give what mkdir() would have
     stale = _identity(path)  # there before this build: to be replaced (a damaged or outdated folder)
     try:
@@ -139,7 +182,8 @@ def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
             # shared: replace only the very folder that was there before (the same inode), never
             # a fresh one that another process installed meanwhile and may be reading
             if path.exists() and (not shared or attempt == 0 and stale and _identity(path) == stale):
-                trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".old",
+                                              dir=path.parent))
                 try:
                     os.replace(path, trash / path.name)  # moved aside in one step, then deleted
                 except FileNotFoundError:
