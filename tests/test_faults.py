@@ -278,3 +278,41 @@ def test_leftovers_of_a_killed_build_are_swept_and_a_live_ones_kept(tmp_path):
         tmp.write_text("whole")
     assert not dead.exists() and not dead_file.exists() and live.exists()
     assert (tmp_path / "split" / "a").read_text() == "1"
+
+
+# ---- your own data
+
+def _custom(tmp_path, ratings: str, items: str = "item,title\na,A\nb,B\nc,C\n"):
+    from llmrec.data import load_custom
+
+    (tmp_path / "r.csv").write_text(ratings)
+    (tmp_path / "i.csv").write_text(items)
+    return load_custom(tmp_path / "r.csv", tmp_path / "i.csv")
+
+
+def test_ids_with_stray_spaces_are_one_user(tmp_path, capsys):
+    data = _custom(tmp_path, "user,item,rating,timestamp\nu1,a,4,1\n u1 ,b,3,2\nu1,c ,5,3\n")
+    assert data.ratings.user_id.nunique() == 1 and set(data.ratings.item_id) == {"a", "b", "c"}
+    assert "spaces" in capsys.readouterr().out
+
+
+def test_numeric_ids_with_one_text_id_are_read_as_text(tmp_path):
+    """'600 ratings refer to items missing' was said of items that were there."""
+    data = _custom(tmp_path, "user,item,rating,timestamp\n1,10,4,1\n1,20,3,2\n2,010,5,3\n",
+                   "item,title\n10,A\n20,B\nx7,C\n010,D\n")  # the ratings' ids all look like numbers
+    assert sorted(data.ratings.item_id) == ["010", "10", "20"]  # '010' is not '10'
+
+
+@pytest.mark.parametrize("times, message", [
+    ("1500000000\n1500000100\n1500000000000", r"column timestamp.*two units.*seconds.*milliseconds.*data row 3"),
+    ("1500000000\n2017-07-14 02:40:00\n1500000200", r"column timestamp mixes numbers.*and dates.*data row 2"),
+])
+def test_a_timestamp_column_of_two_kinds_is_refused_with_its_rows(tmp_path, times, message):
+    rows = "\n".join(f"u{i},{item},4,{t}" for i, (item, t) in enumerate(zip("abc", times.split("\n"))))
+    with pytest.raises(ValueError, match=message):
+        _custom(tmp_path, "user,item,rating,timestamp\n" + rows + "\n")
+
+
+def test_timestamps_in_milliseconds_become_seconds(tmp_path):
+    data = _custom(tmp_path, "user,item,rating,timestamp\nu,a,4,1500000000000\nu,b,4,1500000100000\n")
+    assert data.ratings.timestamp.tolist() == [1500000000, 1500000100]

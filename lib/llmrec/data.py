@@ -106,7 +106,13 @@ def to_unix_seconds(values, where: str) -> np.ndarray:
     if not pd.api.types.is_datetime64_any_dtype(s):
         numbers = pd.to_numeric(s, errors="coerce")
         if numbers.notna().all():
-            return np.floor(numbers.to_numpy(dtype=float)).astype(np.int64)
+            return _epoch_seconds(numbers.to_numpy(dtype=float), where)
+        if numbers.notna().any():
+            rows = lambda mask: ", ".join(str(r + 1) for r in np.flatnonzero(mask)[:3])
+            raise ValueError(f"{where} mixes numbers (data row {rows(numbers.notna().to_numpy())}, e.g. "
+                             f"{s[numbers.notna()].iloc[0]!r}) and dates (data row "
+                             f"{rows(numbers.isna().to_numpy())}, e.g. {s[numbers.isna()].iloc[0]!r}): "
+                             "write every time one way")
         parsed = pd.to_datetime(s.astype("string"), utc=True, format="mixed", errors="coerce")
         bad = parsed.isna()
         if bad.any():
@@ -120,6 +126,26 @@ def to_unix_seconds(values, where: str) -> np.ndarray:
     if s.dt.tz is None:
         s = s.dt.tz_localize("UTC")
     return ((s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+# Numeric times by their size: seconds since 1970 until the year 5138, then milliseconds,
+# microseconds and nanoseconds (a file's times in one unit always fall in one band).
+TIME_UNITS = ((1e11, "seconds", 1), (1e14, "milliseconds", 10**3), (1e17, "microseconds", 10**6),
+              (np.inf, "nanoseconds", 10**9))
+
+
+def _epoch_seconds(numbers: np.ndarray, where: str) -> np.ndarray:
+    """Numeric times as whole seconds: the unit found by their size; a column in two units (some
+    users' times in seconds, others' in milliseconds: the test set would come from one group) is
+    refused, naming a row of each."""
+    band = np.searchsorted([limit for limit, _, _ in TIME_UNITS], np.abs(numbers), side="right")
+    found = np.unique(band)
+    if len(found) > 1:
+        first = [int(np.flatnonzero(band == b)[0]) for b in found[:2]]
+        said = " and ".join(f"{TIME_UNITS[b][1]} (data row {r + 1}: {numbers[r]:.0f})"
+                            for b, r in zip(found[:2], first))
+        raise ValueError(f"{where} holds times in two units, {said}: convert them to one unit")
+    return np.floor(numbers / TIME_UNITS[int(found[0])][2]).astype(np.int64)
 
 
 def _numbers(values, where: str) -> np.ndarray:
@@ -166,6 +192,13 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
     if ratings.empty:
         raise ValueError(f"{where}: the ratings table is empty")
     ratings = ratings.copy()
+    items = items.copy()
+    stripped = 0
+    for table, col in ((ratings, "user_id"), (ratings, "item_id"), (items, "item_id")):
+        if pd.api.types.is_object_dtype(table[col]) or pd.api.types.is_string_dtype(table[col]):
+            text = table[col].astype("string")
+            stripped += int((text.str.strip() != text).sum())
+            table[col] = text.str.strip().astype(object).where(text.notna(), None)
     for col, what in (("user_id", "user"), ("item_id", "item")):
         empty = ratings[col].isna().to_numpy() | (ratings[col].astype("string").str.strip() == "").to_numpy()
         if empty.any():
@@ -189,7 +222,9 @@ def _finish(name, ratings, items, scale, source_sha256, info=None, *,
         info["duplicate_ratings_dropped"] = len(ratings) - len(latest)
         notes.append(f"{len(ratings) - len(latest):,} repeated (user, item) ratings: only each pair's latest is kept")
     ratings = latest
-    items = items.copy()
+    if stripped:
+        info["ids_stripped"] = stripped
+        notes.append(f"{stripped:,} ids with spaces around them: the spaces are dropped (' u1 ' is u1)")
     if "year" not in items:
         items["year"] = pd.NA
     if "genres" not in items:
@@ -506,8 +541,19 @@ def _files_sha(*paths) -> str:
 
 # --------------------------------------------------------------------------- bring your own
 
-def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
-    """A CSV/TSV (optionally compressed) or Parquet table; errors name the file and the fix."""
+def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8",
+                text: set[str] = frozenset()) -> pd.DataFrame:
+    """A CSV/TSV (optionally compressed) or Parquet table; errors name the file and the fix. The
+    columns named in `text` are read as text (ids: '010' stays '010', and a table of numeric ids
+    matches another that holds one text id)."""
+    table = _read_any_table(path, sep, encoding, text)
+    for col in text & set(table.columns):
+        if not (pd.api.types.is_object_dtype(table[col]) or pd.api.types.is_string_dtype(table[col])):
+            table[col] = table[col].astype("string").astype(object).where(table[col].notna(), None)
+    return table
+
+
+def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     suffixes = "".join(path.suffixes[-2:])
@@ -518,7 +564,7 @@ def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8") -> pd.DataF
                 ".csv.gz", ".csv.xz", ".csv.zip", ".tsv.gz"):
             if path.suffix == ".tsv" or suffixes == ".tsv.gz":
                 sep = "\t"
-            return pd.read_csv(path, sep=sep, encoding=encoding)
+            return pd.read_csv(path, sep=sep, encoding=encoding, dtype={c: str for c in text})
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path} is empty: it needs a header line and one row per rating "
                          "or item") from None
@@ -550,8 +596,9 @@ def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict
     - `scale`: "stars" (whole numbers 1–5) or "half_stars" (0.5–5).
     """
     ratings_path, items_path = resolve_data_path(ratings_path), resolve_data_path(items_path)
-    ratings = _read_table(ratings_path, sep, encoding).rename(columns=columns or {})
-    items = _read_table(items_path, sep, encoding).rename(columns=columns or {})
+    ids = {"user", "item"} | {src for src, dst in (columns or {}).items() if dst in ("user", "item")}
+    ratings = _read_table(ratings_path, sep, encoding, text=ids).rename(columns=columns or {})
+    items = _read_table(items_path, sep, encoding, text=ids).rename(columns=columns or {})
     require_columns(ratings, ["user", "item", "rating", "timestamp"], str(ratings_path))
     require_columns(items, ["item", "title"], str(items_path))
     ratings = ratings.rename(columns={"user": "user_id", "item": "item_id", "rating": "raw_rating"})
