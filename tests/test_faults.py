@@ -316,3 +316,12 @@ def test_a_timestamp_column_of_two_kinds_is_refused_with_its_rows(tmp_path, time
 def test_timestamps_in_milliseconds_become_seconds(tmp_path):
     data = _custom(tmp_path, "user,item,rating,timestamp\nu,a,4,1500000000000\nu,b,4,1500000100000\n")
     assert data.ratings.timestamp.tolist() == [1500000000, 1500000100]
+
+
+def test_an_unwritable_figures_folder_is_refused_before_the_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    (tmp_path / "runs" / "laptop").mkdir(parents=True)
+    (tmp_path / "runs" / "laptop" / "figures").write_text("a file where the folder goes")
+    problems = parameters.unwritable_folders("laptop")
+    assert len(problems) == 1 and "runs/laptop/figures cannot be written" in problems[0]

@@ -225,11 +225,11 @@ def check_parameters(notebook: str, namespace: dict) -> None:
 
 
 def unwritable_folders(preset: str) -> list[str]:
-    """What a run of `preset` writes to (runs/<preset>/, results/<preset>/) and cannot: checked
-    before the work, by the runner and by each notebook's set-up cell (a notebook run directly
-    with papermill failed only in its last cell, after all the work)."""
+    """What a run of `preset` writes to (runs/<preset>/ and its figures/, results/<preset>/) and
+    cannot: checked before the work, by the runner and by each notebook's set-up cell (a notebook
+    run directly with papermill failed only in its last cell, after all the work)."""
     errors = []
-    for folder in (runs_dir(preset), results_dir(preset)):
+    for folder in (runs_dir(preset), runs_dir(preset) / "figures", results_dir(preset)):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             writable = os.access(folder, os.W_OK)
