@@ -8,6 +8,7 @@ Every case runs in a temporary folder (LLMREC_DATA_DIR) and leaves the checkout 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -78,10 +79,11 @@ def main() -> None:
     smoke = yaml.safe_load((ROOT / "presets" / "smoke.yaml").read_text())
     cases = []
 
-    def case(what, fn):
+    def case(what, fn, family=None):
+        family = family or family_of(what)
         outcome, seconds = attempt(fn)
-        cases.append({"bad input": what, "what it gets now": outcome, "seconds": seconds})
-        print(f"{seconds:6.1f} s  {what}: {outcome[:160]}", flush=True)
+        cases.append({"family": family, "bad input": what, "what it gets now": outcome, "seconds": seconds})
+        print(f"{seconds:6.1f} s  [{family}] {what}: {outcome[:160]}", flush=True)
 
     case("papermill 02 `-p DATASET custom` without paths",
          lambda: papermill("02_baselines", "-p", "DATASET", "custom", "-p", "PRESET", "bad",
@@ -173,12 +175,341 @@ def main() -> None:
          lambda: _cut_news(tmp))
     case("what a smoke run of 00 leaves in the temp folder (was: torchinductor_<user>, tmp*.json)",
          lambda: _tmp_leftovers(tmp))
+    new_cases(case, tmp, smoke)
     OUT.mkdir(parents=True, exist_ok=True)
-    md = "\n".join(["| bad input | what it gets now | seconds |", "|---|---|---|"] + [
-        f"| {r['bad input']} | {r['what it gets now'].replace('|', '/')} | {r['seconds']:.1f} |"
+    cases.sort(key=lambda r: FAMILIES.index(r["family"]))  # stable: each family's rows in run order
+    md = "\n".join(["| family | bad input | what it gets now | seconds |", "|---|---|---|---|"] + [
+        f"| {r['family']} | {r['bad input']} | {r['what it gets now'].replace('|', '/')} | {r['seconds']:.1f} |"
         for r in cases])
+    counts = pd.DataFrame(cases).family.value_counts().reindex(FAMILIES, fill_value=0)
+    md += "\n\n" + ", ".join(f"{family}: {n}" for family, n in counts.items()) + f"; {len(cases)} in all"
     (OUT / "bad_inputs.md").write_text(md + "\n")
     print(md)
+
+
+FAMILIES = ("interruption", "concurrency", "corruption", "preset and papermill values", "environment",
+            "your own data", "stale inputs")
+# The family of each earlier row, by the start of its label (new rows name theirs).
+FAMILY_OF = [
+    ("papermill 02 directly, results/", "environment"), ("papermill ", "preset and papermill values"),
+    ("preset ", "preset and papermill values"), ("laptop preset, SmolLM2", "environment"),
+    ("results/ not writable", "environment"), ("load_lm(", "environment"),
+    ("load_custom", "your own data"), ("DATASET custom", "your own data"), ("an edited custom", "stale inputs"),
+    ("MIND folder", "your own data"), ("MIND download", "environment"), ("MIND: an unzip", "interruption"),
+    ("ClickData", "your own data"), ("a corrupt layer cache", "corruption"), ("`student", "environment"),
+    ("`site", "environment"), ("site from a run killed", "interruption"), ("6 processes", "concurrency"),
+    ("ratings edited", "stale inputs"), ("a repeated", "your own data"), ("items without", "your own data"),
+    ("prompts longer", "your own data"), ("models/smollm2-135m", "corruption"), ("a layer cache", "corruption"),
+    ("README's `-p DATA_PATHS", "preset and papermill values"), ("a valid preset file", "preset and papermill values"),
+    ("a split manifest", "corruption"), ("MODEL = ", "preset and papermill values"), ("a full disk", "environment"),
+    ("`python -m llmrec course --preset nope", "preset and papermill values"), ("Ctrl-C", "interruption"),
+    ("MIND news.tsv cut", "corruption"), ("what a smoke run", "environment"),
+]
+
+
+def family_of(what: str) -> str:
+    for start, family in FAMILY_OF:
+        if what.startswith(start):
+            return family
+    raise KeyError(f"no family for the row {what!r}: add it to FAMILY_OF or pass family=")
+
+
+def new_cases(case, tmp, smoke):
+    """The rows of the faults a new user met (issue: trust under faults), replayed as written."""
+    # ---- interruption
+    case("`kill PID` (SIGTERM) of `python -m llmrec course --preset smoke --only 02`, once its kernel "
+         "runs (was: runner and kernel went on and wrote results)", lambda: _stop_course("SIGTERM"), "interruption")
+    case("`kill -9` of `python -m llmrec`, a step running (was: the step went on)",
+         lambda: _stop_step("SIGKILL"), "interruption")
+    case("SIGHUP (the terminal closed) to `python -m llmrec`, a step running",
+         lambda: _stop_step("SIGHUP"), "interruption")
+    case("a killed build's .NAME.*.part folder (was: kept forever, 640 MB after four kills)",
+         lambda: _leftover(tmp), "interruption")
+    # ---- concurrency
+    case("a second `course --preset smoke --fresh` beside a running one (was: deleted its folders)",
+         lambda: _second_run(tmp), "concurrency")
+    # ---- corruption
+    for label, text in [("cut short", '{"notebook": "02_bas'), ("holding `null`", "null"),
+                        ("with `metrics: null`", '{"metrics": null}')]:
+        case(f"results/…/02_baselines.json {label}, read by 07 (was: JSONDecodeError/TypeError)",
+             lambda t=text: _damaged_record(tmp, t), "corruption")
+    case("a 05 point holding `null` (was: a crash on every rerun)", lambda: _null_point(tmp), "corruption")
+    case("a tolerance file with a misspelt key `colums` (was: KeyError after the 30-minute course)",
+         lambda: _misspelt_tolerance(tmp), "corruption")
+    case("`report` over a reference CSV cut short (was: README rewritten, the rows dropped)",
+         lambda: _cut_reference(tmp), "corruption")
+    # ---- preset and papermill values
+    case("a misspelt DIRE_MODELS entry `minilm-l7` (was: refused at 06, after 00-05)",
+         lambda: _misspelt_model(tmp, smoke), "preset and papermill values")
+    for label, stem, values in [
+        ("a negative learning rate inside 05's LM_LR (was: a torch crash after the baselines)",
+         "05_data_efficiency", {"LM_LR": {"smollm2-135m": -3e-4}}),
+        ("SEED: -1 (was: a numpy traceback)", "02_baselines", {"SEED": -1}),
+        ("MAX_USERS: forty (was: a numpy traceback)", "02_baselines", {"MAX_USERS": "forty"}),
+        ("FRACTIONS without 1.0 (was: refused only at 05)", "05_data_efficiency", {"FRACTIONS": [0.1, 0.5]}),
+    ]:
+        case(f"preset value: {label}", lambda st=stem, v=values: _preset_value(tmp, smoke, st, v),
+             "preset and papermill values")
+    case("papermill 02 `-p MAX_USERS 40.5` (was: a numpy traceback)",
+         lambda: papermill("02_baselines", "-p", "MAX_USERS", "40.5", "-p", "PRESET", "bad", cwd=tmp),
+         "preset and papermill values")
+    # ---- environment
+    case("runs/<preset>/figures not writable (was: refused after training)",
+         lambda: _blocked_figures(tmp), "environment")
+    # ---- your own data
+    for label, content, item_text in [
+        ("ids with stray spaces (was: the users doubled)", b"user,item,rating,timestamp\nu1,a,4,1\n u1 ,b,3,2\n",
+         b"item,title\na,A\nb,B\n"),
+        ("numeric item ids, one text id in the items (was: 'ratings refer to items missing')",
+         b"user,item,rating,timestamp\n1,10,4,1\n1,20,3,2\n", b"item,title\n10,A\n20,B\nx7,C\n"),
+        ("timestamps in seconds for some users, milliseconds for others (was: accepted)",
+         b"user,item,rating,timestamp\n1,a,4,1500000000\n2,b,3,1500000000000\n", b"item,title\na,A\nb,B\n"),
+        ("seconds and dates in one column (was: a false 'neither a number' message)",
+         b"user,item,rating,timestamp\n1,a,4,1500000000\n2,b,3,2017-07-14 02:40:00\n", b"item,title\na,A\nb,B\n"),
+    ]:
+        case(f"load_custom: {label}", lambda c=content, i=item_text, n=label[:8]: _own_data(tmp, n, c, i),
+             "your own data")
+    # ---- stale inputs
+    case("README's own-data command: papermill 02 `-p DATASET custom -p DATA_PATHS …`, no -p PRESET "
+         "(was: results/laptop/02_baselines.json replaced)", lambda: _readme_own_data(tmp), "stale inputs")
+    case("new weights behind a model folder's name (was: 05 reused every old point)",
+         lambda: _new_weights(tmp), "stale inputs")
+
+
+def _stop_course(how):
+    import signal
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec", "course", "--preset", "smoke", "--only", "02"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        if any("ipykernel" in " ".join(p.cmdline()) for p in tree if p.is_running()):
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(getattr(signal, how))
+    start = time.perf_counter()
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    took = time.perf_counter() - start
+    for p in alive:
+        p.kill()
+    _, err = proc.communicate(timeout=20)
+    last = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and "course [" not in ln][-1:]
+    return (f"exit {proc.returncode}; {len(tree)} processes (runner, kernel) ended within {took:.1f} s, "
+            f"{len(alive)} left; {' '.join(last)}")
+
+
+def _stop_step(how):
+    import signal
+
+    import psutil
+
+    script = ("import sys; from llmrec.course.cli import _run; "
+              "sys.exit(_run('-c', 'import time; time.sleep(120)'))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    deadline = time.time() + 30
+    while time.time() < deadline and not psutil.Process(proc.pid).children():
+        time.sleep(0.1)
+    step = psutil.Process(proc.pid).children()
+    proc.send_signal(getattr(signal, how))
+    start = time.perf_counter()
+    _, alive = psutil.wait_procs(step, timeout=10)
+    for p in alive:
+        p.kill()
+    proc.wait(timeout=10)
+    return f"the step ended within {time.perf_counter() - start:.1f} s; {len(alive)} left running"
+
+
+def _leftover(tmp):
+    from llmrec.io import atomic_dir
+
+    folder = tmp / "leftovers"
+    folder.mkdir()
+    dead = folder / ".split.999999999-abc.part"
+    dead.mkdir()
+    (dead / "hidden.pt").write_bytes(b"x" * 1000)
+    with atomic_dir(folder / "split") as out:
+        (out / "done").write_text("1")
+    return f"swept by the next build: left {sorted(p.name for p in folder.iterdir())}"
+
+
+def _second_run(tmp):
+    import psutil
+
+    from llmrec.course import runner
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = runner.runs_dir("smoke").parent / ".smoke.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    had = lock.read_text() if lock.exists() else None
+    lock.write_text(json.dumps({"pid": other.pid, "started": psutil.Process(other.pid).create_time()}))
+    before = runner.runs_dir("smoke").exists()
+    try:
+        runner.run_course("smoke", only=["00"], fresh=True)
+    finally:
+        other.kill()
+        other.wait()
+        lock.unlink() if had is None else lock.write_text(had)
+        assert runner.runs_dir("smoke").exists() == before, "runs/smoke was touched"
+
+
+def _damaged_record(tmp, text):
+    from llmrec.course import record
+
+    real = record.results_dir
+    record.results_dir = lambda preset: tmp / "damaged-results" / preset
+    try:
+        path = record.results_dir("laptop") / "02_baselines.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        record.load_metrics("02_baselines", "laptop")
+    finally:
+        record.results_dir = real
+
+
+def _null_point(tmp):
+    from llmrec.efficiency import PointStore
+
+    store = PointStore(tmp / "points", verbose=False)
+    store.path("MF", 0.1, 0).write_text("null")
+    point = store.run("MF", 0.1, 0, {}, lambda: {"metrics": {"rmse": 1.0}, "n_train": 1})
+    return f"recomputed: {store.recomputed} point, rmse {point['metrics']['rmse']}"
+
+
+def _misspelt_tolerance(tmp):
+    import shutil
+
+    from llmrec.course import figures
+
+    ref = tmp / "ref-figures"
+    shutil.copytree(ROOT / "figures", ref)
+    spec = yaml.safe_load((ref / "02_baselines.tolerance.yaml").read_text())
+    spec["colums"] = spec.pop("columns")
+    (ref / "02_baselines.tolerance.yaml").write_text(yaml.safe_dump(spec))
+    real = figures.reference_figures_dir
+    figures.reference_figures_dir = lambda: ref
+    try:
+        problems = figures.tolerance_file_problems()
+    finally:
+        figures.reference_figures_dir = real
+    raise ValueError(problems[0])
+
+
+def _cut_reference(tmp):
+    import shutil
+
+    from llmrec.course import report
+
+    root = tmp / "cut-kit"
+    shutil.copytree(ROOT / "figures", root / "figures")
+    shutil.copy(ROOT / "README.md", root / "README.md")
+    text = (root / "figures" / "04_results.csv").read_text()
+    (root / "figures" / "04_results.csv").write_text(text[: len(text) // 2])
+    before = (root / "README.md").read_text()
+    real = report.reference_figures_dir, report.repo_root
+    report.reference_figures_dir, report.repo_root = (lambda: root / "figures"), (lambda: root)
+    try:
+        report.update_readme()
+    finally:
+        report.reference_figures_dir, report.repo_root = real
+        assert (root / "README.md").read_text() == before, "README was written"
+
+
+def _misspelt_model(tmp, smoke):
+    from llmrec.course import runner
+
+    body = {k: v for k, v in smoke.items() if k in ("description", "common", "notebooks")}
+    body["notebooks"] = dict(body.get("notebooks") or {})
+    body["notebooks"]["06_once_dire"] = dict(body["notebooks"].get("06_once_dire") or {},
+                                             DIRE_MODELS=["tiny-bert", "minilm-l7"])
+    path = tmp / "misspelt.yaml"
+    path.write_text(yaml.safe_dump(body))
+    ran = []
+    real = runner._execute
+    runner._execute = lambda nb, *a, **k: ran.append(nb.stem)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        runner.run_course(str(path))
+    finally:
+        runner._execute = real
+        os.environ.pop("HF_HUB_OFFLINE")
+        assert ran == [], f"notebooks ran first: {ran}"
+
+
+def _preset_value(tmp, smoke, stem, values):
+    from llmrec.course import runner
+
+    body = {k: v for k, v in smoke.items() if k in ("description", "common", "notebooks")}
+    body["notebooks"] = dict(body.get("notebooks") or {})
+    body["notebooks"][stem] = dict(body["notebooks"].get(stem) or {}, **values)
+    path = tmp / "values.yaml"
+    path.write_text(yaml.safe_dump(body))
+    runner.run_course(str(path), only=[stem[:2]])
+
+
+def _blocked_figures(tmp):
+    from llmrec.course import parameters
+
+    real = parameters.runs_dir
+    parameters.runs_dir = lambda preset: tmp / "blocked-runs" / preset
+    try:
+        folder = parameters.runs_dir("laptop")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "figures").write_text("a file where the folder goes")
+        problems = parameters.unwritable_folders("laptop")
+    finally:
+        parameters.runs_dir = real
+    raise PermissionError(problems[0])
+
+
+def _own_data(tmp, name, content, items):
+    from llmrec import data
+
+    r, i = tmp / f"own-{abs(hash(name))}.csv", tmp / f"own-items-{abs(hash(name))}.csv"
+    r.write_bytes(content)
+    i.write_bytes(items)
+    loaded = data.load_custom(r, i)
+    return f"{loaded.ratings.user_id.nunique()} users, items {sorted(loaded.ratings.item_id)}"
+
+
+def _readme_own_data(tmp):
+    from llmrec.io import sha256_file
+    from llmrec.paths import results_dir
+
+    laptop = results_dir("laptop") / "02_baselines.json"
+    before = sha256_file(laptop) if laptop.is_file() else None
+    there = set(results_dir("x").parent.glob("laptop-own-*"))
+    fixtures = "tests/fixtures/custom"
+    paths = json.dumps({"ratings_path": f"{fixtures}/ratings.tsv", "items_path": f"{fixtures}/items.csv",
+                        "genre_sep": " "})
+    outcome = papermill("02_baselines", "-p", "DATASET", "custom", "-p", "DATA_PATHS", paths,
+                        "-p", "EPOCHS", "2", cwd=tmp)
+    after = sha256_file(laptop) if laptop.is_file() else None
+    own = sorted(p.name for p in set(results_dir("x").parent.glob("laptop-own-*")) - there)
+    for name in own:  # the checkout as it was
+        import shutil
+
+        shutil.rmtree(results_dir(name), ignore_errors=True)
+        shutil.rmtree(ROOT / "runs" / name, ignore_errors=True)
+    return (f"papermill: {outcome}; results/laptop/02_baselines.json {'untouched' if before == after else 'CHANGED'}; "
+            f"recorded under results/{', '.join(own) or '(nowhere)'}/")
+
+
+def _new_weights(tmp):
+    from llmrec.lm import model_identity
+
+    folder = tmp / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights of the first training")
+    first = model_identity(str(folder))
+    (folder / "model.safetensors").write_bytes(b"weights of the second training")
+    second = model_identity(str(folder))
+    return ("05's points are keyed on the weights: " + ("a new key, recomputed" if first != second else "THE SAME KEY"))
 
 
 def _missing_model():

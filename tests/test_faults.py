@@ -325,3 +325,20 @@ def test_an_unwritable_figures_folder_is_refused_before_the_work(tmp_path, monke
     (tmp_path / "runs" / "laptop" / "figures").write_text("a file where the folder goes")
     problems = parameters.unwritable_folders("laptop")
     assert len(problems) == 1 and "runs/laptop/figures cannot be written" in problems[0]
+
+
+def test_an_edited_embedded_file_is_refused_not_served_from_the_cached_split(tmp_path, monkeypatch):
+    """The cached split was keyed on checksums.json, not the files: an edited movies.csv was served."""
+    import shutil
+
+    import llmrec.data as data_mod
+
+    copy = tmp_path / "movielens-small"
+    shutil.copytree(data_mod.embedded_dir(), copy)
+    monkeypatch.setattr(data_mod, "embedded_dir", lambda: copy)
+    key = data_mod.source_sha256("movielens-small")
+    with open(copy / "movies.csv", "a") as f:
+        f.write('999999,"An added film (2020)",Drama\n')
+    with pytest.raises(ValueError, match=r"movies.csv is missing or its sha256 does not match"):
+        data_mod.source_sha256("movielens-small")
+    assert key  # the untouched files' key is the one the caches were made under

@@ -263,14 +263,16 @@ def embedded_dir() -> Path:
 
 
 def embedded_source_sha256() -> str:
-    """Identity of the embedded data (from checksums.json): what processed caches are keyed on."""
-    expected = json.loads((embedded_dir() / "checksums.json").read_text())
+    """Identity of the embedded data (from checksums.json): what processed caches are keyed on.
+    The files are checked against it first (about 1 MB), so that an edited file is refused here
+    too, not served from a split cached before the edit."""
+    folder = embedded_dir()
+    expected = _embedded_checksums(folder)
     return _sha256_text("|".join(f"{k}:{v}" for k, v in sorted(expected.items())))
 
 
-def load_movielens_small() -> RatingData:
-    """MovieLens ml-latest-small (2016), embedded in data/movielens-small/ (checked by sha256)."""
-    folder = embedded_dir()
+def _embedded_checksums(folder: Path) -> dict[str, str]:
+    """checksums.json of the embedded data, after checking every file against it."""
     sums_file = folder / "checksums.json"
     if not sums_file.is_file():
         raise FileNotFoundError(
@@ -283,6 +285,13 @@ def load_movielens_small() -> RatingData:
             raise ValueError(
                 f"{path} is missing or its sha256 does not match checksums.json (modified or "
                 f"truncated). Restore it with `git checkout -- data/movielens-small`.")
+    return expected
+
+
+def load_movielens_small() -> RatingData:
+    """MovieLens ml-latest-small (2016), embedded in data/movielens-small/ (checked by sha256)."""
+    folder = embedded_dir()
+    _embedded_checksums(folder)
     ratings = pd.read_csv(folder / "ratings.csv.gz").rename(
         columns={"userId": "user_id", "movieId": "item_id", "rating": "raw_rating"})
     items = pd.read_csv(folder / "movies.csv").rename(columns={"movieId": "item_id"})
