@@ -182,13 +182,12 @@ def test_stopping_the_command_stops_its_step(how):
     """`kill PID` (or a closed terminal, or kill -9) of `python -m llmrec course` left its runner
     and kernel going: they finished the notebooks and wrote results after the user saw 'Terminated'."""
     import signal
-    import time
 
     import psutil
 
     proc, children = _step_tree(FORWARDING)
     proc.send_signal(getattr(signal, how))
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     for p in alive:
         p.kill()
     assert alive == []
@@ -250,7 +249,7 @@ def test_sigterm_to_the_course_command_leaves_nothing_running(tmp_path):
     time.sleep(2)  # the kernel at work
     tree = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
-    gone, alive = psutil.wait_procs(tree, timeout=20)
+    _, alive = psutil.wait_procs(tree, timeout=20)
     for p in alive:
         p.kill()
     assert alive == []
