@@ -341,3 +341,41 @@ def test_an_edited_embedded_file_is_refused_not_served_from_the_cached_split(tmp
     with pytest.raises(ValueError, match=r"movies.csv is missing or its sha256 does not match"):
         data_mod.source_sha256("movielens-small")
     assert key  # the untouched files' key is the one the caches were made under
+
+
+def _cut_gzip() -> bytes:
+    import gzip
+
+    rows = "".join(f"{u},i{(u * 7919) % 1000},{1 + u % 5},{10**9 + u}\n" for u in range(20000))
+    whole = gzip.compress(("user,item,rating,timestamp\n" + rows).encode())
+    return whole[: len(whole) // 2]
+
+
+@pytest.mark.parametrize("make, kwargs, message", [
+    (lambda d: (d / "ratings").mkdir(), {"ratings_path": "ratings"},
+     r"ratings_path: .*ratings is a folder.*give the file"),
+    (lambda d: (d / "r.csv.gz").write_bytes(_cut_gzip()),
+     {"ratings_path": "r.csv.gz"}, r"ratings_path: .*r\.csv\.gz.*cut short"),
+    (lambda d: None, {"ratings_path": "r.csv", "encoding": "klingon"}, r"encoding: 'klingon' is not an encoding"),
+    (lambda d: None, {"ratings_path": "r.csv", "columns": ["user", "item"]},
+     r"columns must map your column names to the kit's.*\{\"userId\": \"user\""),
+])
+def test_a_reader_error_names_the_file_and_the_parameter(tmp_path, make, kwargs, message):
+    from llmrec.data import load_custom
+
+    (tmp_path / "r.csv").write_text("user,item,rating,timestamp\nu,a,4,1\n")
+    (tmp_path / "i.csv").write_text("item,title\na,A\n")
+    make(tmp_path)
+    kwargs = {k: (str(tmp_path / v) if k.endswith("_path") else v) for k, v in kwargs.items()}
+    with pytest.raises((ValueError, TypeError, FileNotFoundError), match=message):
+        load_custom(items_path=tmp_path / "i.csv", **kwargs)
+
+
+def test_each_file_may_have_its_own_separator_and_encoding(tmp_path):
+    from llmrec.data import load_custom
+
+    (tmp_path / "r.csv").write_text("user;item;rating;timestamp\nu;a;4;1\n")
+    (tmp_path / "i.csv").write_bytes("item,title\na,Caf\xe9\n".encode("latin-1"))
+    data = load_custom(tmp_path / "r.csv", tmp_path / "i.csv", sep=";", items_sep=",",
+                       items_encoding="latin-1")
+    assert data.items.title.tolist() == ["Café"]

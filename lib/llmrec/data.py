@@ -15,17 +15,20 @@ Loaders:
 from __future__ import annotations
 
 import ast
+import codecs
 import gzip
 import hashlib
 import inspect
 import io
 import json
+import lzma
 import math
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -551,11 +554,16 @@ def _files_sha(*paths) -> str:
 # --------------------------------------------------------------------------- bring your own
 
 def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8",
-                text: set[str] = frozenset()) -> pd.DataFrame:
-    """A CSV/TSV (optionally compressed) or Parquet table; errors name the file and the fix. The
-    columns named in `text` are read as text (ids: '010' stays '010', and a table of numeric ids
-    matches another that holds one text id)."""
-    table = _read_any_table(path, sep, encoding, text)
+                text: set[str] = frozenset(), param: str | None = None) -> pd.DataFrame:
+    """A CSV/TSV (optionally compressed) or Parquet table; errors name the file (and `param`, the
+    option that gave it) and the fix. The columns named in `text` are read as text (ids: '010'
+    stays '010', and a table of numeric ids matches another that holds one text id)."""
+    try:
+        table = _read_any_table(path, sep, encoding, text)
+    except (ValueError, FileNotFoundError) as e:
+        if param is None:
+            raise
+        raise type(e)(f"{param}: {e}") from None
     for col in text & set(table.columns):
         if not (pd.api.types.is_object_dtype(table[col]) or pd.api.types.is_string_dtype(table[col])):
             table[col] = table[col].astype("string").astype(object).where(table[col].notna(), None)
@@ -563,8 +571,15 @@ def _read_table(path: Path, sep: str = ",", encoding: str = "utf-8",
 
 
 def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.DataFrame:
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder: give the file's path (e.g. {path / 'ratings.csv'})")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"encoding: {encoding!r} is not an encoding Python knows (e.g. 'utf-8', "
+                         "'latin-1', 'cp1252')") from None
     suffixes = "".join(path.suffixes[-2:])
     try:
         if path.suffix == ".parquet":
@@ -581,6 +596,9 @@ def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.D
         raise ValueError(f"{path} is not {encoding.upper()} text (byte "
                          f"{e.start} is {e.object[e.start:e.start + 1]!r}); pass its encoding, "
                          "e.g. encoding='latin-1'") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is cut short or damaged ({type(e).__name__}: {e}): copy or "
+                         "download it again") from None
     except (pd.errors.ParserError, OSError, ValueError) as e:
         raise ValueError(f"{path} cannot be read as a table ({e}); check the separator "
                          "(sep='\\t' for tab-separated files) and the format") from None
@@ -589,6 +607,7 @@ def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.D
 
 def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict | None = None,
                 sep: str = ",", genre_sep: str = "|", encoding: str = "utf-8",
+                items_sep: str | None = None, items_encoding: str | None = None,
                 name: str = "custom") -> RatingData:
     """Any ratings table (user, item, rating, timestamp) and items table (item, title, and other
     text fields such as genres or description), in CSV, TSV or Parquet.
@@ -597,7 +616,8 @@ def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict
       "item"}. The kit's names: user, item, rating, timestamp (ratings) and item, title, genres
       (items).
     - `sep`: the separator of .csv/.txt files ("\\t" for tab-separated; .tsv files always use
-      a tab).
+      a tab); `encoding` their text encoding. `items_sep` and `items_encoding` give the items
+      file its own, where the two files differ.
     - timestamps: seconds since 1970, datetime columns (any unit or time zone) or date strings
       such as "2020-01-31 14:05:00"; all become whole seconds (UTC).
     - genres: one string per item, joined by `genre_sep` ("|" as in MovieLens; RecBole's files
@@ -605,9 +625,13 @@ def load_custom(ratings_path, items_path, *, scale: str = "stars", columns: dict
     - `scale`: "stars" (whole numbers 1–5) or "half_stars" (0.5–5).
     """
     ratings_path, items_path = resolve_data_path(ratings_path), resolve_data_path(items_path)
+    if columns is not None and not isinstance(columns, dict):
+        raise TypeError(f"columns must map your column names to the kit's, e.g. {{\"userId\": \"user\", "
+                        f"\"movieId\": \"item\"}}; got {columns!r}")
     ids = {"user", "item"} | {src for src, dst in (columns or {}).items() if dst in ("user", "item")}
-    ratings = _read_table(ratings_path, sep, encoding, text=ids).rename(columns=columns or {})
-    items = _read_table(items_path, sep, encoding, text=ids).rename(columns=columns or {})
+    ratings = _read_table(ratings_path, sep, encoding, text=ids, param="ratings_path").rename(columns=columns or {})
+    items = _read_table(items_path, items_sep or sep, items_encoding or encoding, text=ids,
+                        param="items_path").rename(columns=columns or {})
     require_columns(ratings, ["user", "item", "rating", "timestamp"], str(ratings_path))
     require_columns(items, ["item", "title"], str(items_path))
     ratings = ratings.rename(columns={"user": "user_id", "item": "item_id", "rating": "raw_rating"})
