@@ -183,6 +183,7 @@ def main() -> None:
         for r in cases])
     counts = pd.DataFrame(cases).family.value_counts().reindex(FAMILIES, fill_value=0)
     md += "\n\n" + ", ".join(f"{family}: {n}" for family, n in counts.items()) + f"; {len(cases)} in all"
+    md = md.replace(str(tmp), "<tmp>").replace(f"{ROOT}/", "")  # the same on every machine
     (OUT / "bad_inputs.md").write_text(md + "\n")
     print(md)
 
