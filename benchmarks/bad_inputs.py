@@ -326,11 +326,11 @@ def _stop_step(how):
 
 
 def _leftover(tmp):
-    from llmrec.io import atomic_dir
+    from llmrec.io import _host, atomic_dir
 
     folder = tmp / "leftovers"
     folder.mkdir()
-    dead = folder / ".split.999999999-abc.part"
+    dead = folder / f".split.{_host()}-999999999-abc.part"
     dead.mkdir()
     (dead / "hidden.pt").write_bytes(b"x" * 1000)
     with atomic_dir(folder / "split") as out:

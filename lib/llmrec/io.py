@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -101,11 +102,18 @@ def _move_advice(path: Path) -> str:
 STALE_UNOWNED_S = 6 * 3600  # a leftover without an owner's pid (an older kit's) is swept after this
 
 
+def _host() -> str:
+    """This machine's name, as it stands in temporary names (no '-' or '.')."""
+    return socket.gethostname().replace("-", "_").replace(".", "_") or "host"
+
+
 def _owner_alive(leftover: Path, name: str) -> bool:
-    """Whether the process that made `leftover` (.NAME.<pid>-<random>.part) still runs; one
-    without a pid in its name counts as alive while it is younger than STALE_UNOWNED_S."""
-    pid = leftover.name[len(name) + 2:].split("-", 1)[0]
-    if pid.isdigit():
+    """Whether the process that made `leftover` (.NAME.<host>-<pid>-<random>.part) still runs.
+    Only this machine's processes can be asked: one of another machine sharing the folder, or
+    without an owner in its name, counts as alive while it is younger than STALE_UNOWNED_S."""
+    host, _, rest = leftover.name[len(name) + 2:].partition("-")
+    pid = rest.split("-", 1)[0]
+    if host == _host() and pid.isdigit():
         return psutil.pid_exists(int(pid))
     try:
         return time.time() - leftover.stat().st_mtime < STALE_UNOWNED_S
@@ -128,10 +136,10 @@ def sweep_leftovers(folder: Path, name: str) -> None:
 
 
 def _temporary(path: Path, kind: str, suffix: str = ".part") -> Path:
-    """A temporary file or folder beside `path`, named for its owner (.NAME.<pid>-<random>.part),
-    after sweeping what killed writes of the same name left."""
+    """A temporary file or folder beside `path`, named for its owner
+    (.NAME.<host>-<pid>-<random>.part), after sweeping what killed writes of the same name left."""
     sweep_leftovers(path.parent, path.name)
-    prefix = f".{path.name}.{os.getpid()}-"
+    prefix = f".{path.name}.{_host()}-{os.getpid()}-"
     if kind == "dir":
         return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
@@ -182,7 +190,7 @@ def atomic_dir(path: str | os.PathLike, shared: bool = False) -> Iterator[Path]:
             # shared: replace only the very folder that was there before (the same inode), never
             # a fresh one that another process installed meanwhile and may be reading
             if path.exists() and (not shared or attempt == 0 and stale and _identity(path) == stale):
-                trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".old",
+                trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_host()}-{os.getpid()}-", suffix=".old",
                                               dir=path.parent))
                 try:
                     os.replace(path, trash / path.name)  # moved aside in one step, then deleted

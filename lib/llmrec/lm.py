@@ -308,16 +308,19 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgp
 
 
 @functools.lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """A weight file's sha256, computed once per version of the file (its size and time)."""
+def _file_digest(path: str, state: tuple) -> str:
+    """A weight file's sha256, computed once per version of the file (its inode, size and times)."""
     return sha256_file(path)[:16]
 
 
 def _weights_digest(folder: Path) -> str:
     """The weight files of a folder (their names and contents), in one short digest."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    parts = [f"{p.relative_to(folder)}:{_file_digest(str(p), p.stat().st_size, p.stat().st_mtime_ns)}"
-             for p in files]
+    parts = []
+    for p in files:
+        st = p.stat()
+        parts.append(f"{p.relative_to(folder)}:"
+                     f"{_file_digest(str(p), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16] if parts else "no weight files"
 
 
@@ -333,9 +336,9 @@ def model_identity(name: str) -> str:
         info = PACKAGED_MODELS[name]
         try:
             version = importlib.metadata.version(info["package"])
-        except importlib.metadata.PackageNotFoundError:
-            version = "not installed"
-        return f"{info['package']}=={version} {_weights_digest(locate_packaged_model(name))}"
+            return f"{info['package']}=={version} {_weights_digest(locate_packaged_model(name))}"
+        except (importlib.metadata.PackageNotFoundError, FileNotFoundError):
+            return f"{info['package']}==not installed"
     folder = local_model_folder(name)
     if folder is not None:
         return f"folder {folder.name} {_weights_digest(folder)}"

@@ -288,6 +288,10 @@ def refresh(preset: str = REFERENCE_PRESET) -> list[str]:
     """Copy the run's figures (PNG + CSV) into figures/; tolerance files are kept as they are.
     First it prints every checked number that moves, for the note that explains them."""
     run_dir = run_figures_dir(preset)
+    damaged = tolerance_file_problems()
+    if damaged:  # they would be listed as moves, and the figures copied all the same
+        raise ValueError("figures/ has damaged tolerance files; mend them before a refresh:\n  - "
+                         + "\n  - ".join(damaged))
     moved = [c for name in checked_figures() for c in changes(name, preset)]
     print("\n".join(["Numbers that move:", *moved]) if moved else "No checked number moves.")
     copied = []

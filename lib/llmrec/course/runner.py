@@ -57,9 +57,13 @@ class Stopped(KeyboardInterrupt):
 def stop_on_signals():
     """Within it, SIGTERM and SIGHUP end the run the way Ctrl-C does (papermill shuts the kernel
     down); without it they killed the runner alone, and its kernel wrote results after the stop."""
-    def stop(signum, frame):
-        raise Stopped(signal.Signals(signum).name)
     names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+
+    def stop(signum, frame):
+        for n in names:  # once: a second signal must not break the kernel's shutdown
+            signal.signal(getattr(signal, n), signal.SIG_IGN)
+        raise Stopped(signal.Signals(signum).name)
+
     previous = {n: signal.signal(getattr(signal, n), stop) for n in names}
     try:
         yield
@@ -89,21 +93,23 @@ def one_run(preset: str):
     lock = runs_dir(preset).parent / f".{preset}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = _lock_holder(lock)
-            if holder is not None:
-                raise PresetError(
-                    f"runs/{preset}/ is in use by another run of the course (pid {holder}); two runs "
-                    f"would write into one folder. Wait for it to end, or stop it (kill {holder}), "
-                    "then run again") from None
-            lock.unlink(missing_ok=True)  # left by a run that ended without removing it
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
+    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+    mine.write_text(json.dumps(me))
+    try:
+        while True:
+            try:
+                os.link(mine, lock)  # appears whole, and only if no other run holds it
+                break
+            except FileExistsError:
+                holder = _lock_holder(lock)
+                if holder is not None:
+                    raise PresetError(
+                        f"runs/{preset}/ is in use by another run of the course (pid {holder}); two "
+                        f"runs would write into one folder. Wait for it to end, or stop it (kill "
+                        f"{holder}), then run again") from None
+                lock.unlink(missing_ok=True)  # left by a run that ended without removing it
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:
@@ -234,8 +240,8 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
     preset_text = Path(cfg["path"]).read_text()  # before --fresh: it may be runs/<name>/preset.yaml
-    preflight(cfg, plan, notebooks)
-    with one_run(cfg["name"]):
+    with one_run(cfg["name"]):  # the folders are this run's alone, before anything is checked or removed
+        preflight(cfg, plan, notebooks)  # every refusal before --fresh removes anything
         return _run_notebooks(cfg, notebooks, plan, preset_text, shipped, log_output, fresh)
 
 
@@ -249,10 +255,10 @@ def _run_notebooks(cfg: dict, notebooks: list[Path], plan: dict, preset_text: st
                 shutil.rmtree(folder)
     remove_stale_kernel_files()
     out_dir = runs_dir(cfg["name"])
+    out_dir.mkdir(parents=True, exist_ok=True)  # papermill writes each executed notebook there
     kept = out_dir / "preset.yaml"
     if not shipped.is_file() and not (kept.is_file() and kept.read_text() == preset_text):
         # the notebooks get the preset by its name: keep the file where load_preset finds it again
-        out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(kept) as tmp:
             tmp.write_text(preset_text)
     executed = []
