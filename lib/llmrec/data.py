@@ -269,9 +269,11 @@ def embedded_source_sha256() -> str:
     """Identity of the embedded data (from checksums.json): what processed caches are keyed on.
     The files are checked against it first (about 1 MB), so that an edited file is refused here
     too, not served from a split cached before the edit."""
-    folder = embedded_dir()
-    expected = _embedded_checksums(folder)
-    return _sha256_text("|".join(f"{k}:{v}" for k, v in sorted(expected.items())))
+    return _embedded_key(_embedded_checksums(embedded_dir()))
+
+
+def _embedded_key(checksums: dict[str, str]) -> str:
+    return _sha256_text("|".join(f"{k}:{v}" for k, v in sorted(checksums.items())))
 
 
 def _embedded_checksums(folder: Path) -> dict[str, str]:
@@ -294,12 +296,12 @@ def _embedded_checksums(folder: Path) -> dict[str, str]:
 def load_movielens_small() -> RatingData:
     """MovieLens ml-latest-small (2016), embedded in data/movielens-small/ (checked by sha256)."""
     folder = embedded_dir()
-    _embedded_checksums(folder)
+    checksums = _embedded_checksums(folder)  # the files hashed once, before they are read
     ratings = pd.read_csv(folder / "ratings.csv.gz").rename(
         columns={"userId": "user_id", "movieId": "item_id", "rating": "raw_rating"})
     items = pd.read_csv(folder / "movies.csv").rename(columns={"movieId": "item_id"})
     return _finish("movielens-small", ratings, items, "half_stars",
-                   embedded_source_sha256(), {"licence": str(folder / "LICENSE.txt")})
+                   _embedded_key(checksums), {"licence": str(folder / "LICENSE.txt")})
 
 
 def _sha256_text(text: str) -> str:

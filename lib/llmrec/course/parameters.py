@@ -19,6 +19,7 @@ from pathlib import Path
 import nbformat
 import papermill as pm
 
+from ..efficiency import check_fractions
 from ..paths import list_notebooks, notebooks_dir, results_dir, runs_dir
 from ..presets import PresetError, load_preset
 
@@ -91,11 +92,10 @@ def value_errors(stem: str, name: str, value) -> list[str]:
     if name == "SEED" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         return [f"{where}: {value!r} must lie between 0 and {SEED_RANGE[1]} (numpy's seeds)"]
     if name in ("FRACTIONS", "LM_FRACTIONS") and isinstance(value, list):
-        numbers = [v for _, v in _numbers(value)]
-        outside = [v for v in value if v not in numbers or not 0 < v <= 1]
-        if outside:
-            return [(f"{where}: {outside} must lie in (0, 1] (1.0 = every training example; 5% is "
-                     "written 0.05)")]
+        try:
+            numbers = check_fractions(value)  # 05's own rule: numbers in (0, 1]
+        except ValueError as e:
+            return [f"{where}: {e}"]
         if name == "FRACTIONS" and 1.0 not in numbers:
             return [(f"{where}: {value!r} must hold 1.0: the full-data point every curve is read "
                      f"against; add it, e.g. {sorted({*numbers, 1.0})}")]
@@ -114,10 +114,21 @@ def model_names(values: dict) -> list[tuple[str, str]]:
     return out
 
 
-def notebook_values(notebook: Path, preset_values: dict) -> dict:
-    """Every parameter of `notebook` as a run of it gets them: its defaults, then the preset's."""
-    declared = notebook_parameters(notebook)
-    return {**{k: ast.literal_eval(v["default"]) for k, v in declared.items()}, **preset_values}
+def with_defaults(declared: dict[str, dict], values: dict) -> dict:
+    """Every declared parameter as a run gets it: its default, unless `values` sets it."""
+    return {**{k: ast.literal_eval(v["default"]) for k, v in declared.items()}, **values}
+
+
+def preset_values(preset: dict, stem: str, declared: dict[str, dict]) -> dict:
+    """What `preset` sets in the notebook `stem`: its `common` values the notebook declares, then
+    the notebook's own."""
+    return {**{k: v for k, v in preset["common"].items() if k in declared},
+            **(preset["notebooks"].get(stem) or {})}
+
+
+def notebook_values(notebook: Path, values: dict) -> dict:
+    """Every parameter of `notebook` as a run of it gets them: its defaults, then `values`."""
+    return with_defaults(notebook_parameters(notebook), values)
 
 
 def parameter_errors(stem: str, declared: dict[str, dict], values: dict) -> list[str]:
@@ -194,9 +205,7 @@ def own_folder(notebook: str, declared: dict[str, dict], namespace: dict) -> Non
         preset = load_preset(name)
     except PresetError:
         return
-    expected = {k: ast.literal_eval(v["default"]) for k, v in declared.items()}
-    expected.update({k: v for k, v in preset["common"].items() if k in declared})
-    expected.update(preset["notebooks"].get(notebook) or {})
+    expected = with_defaults(declared, preset_values(preset, notebook, declared))
     differs = {k: namespace[k] for k in sorted(expected)
                if k != PRESET_PARAMETER and k in namespace and namespace[k] != expected[k]}
     if not differs:
@@ -266,9 +275,7 @@ def resolve_parameters(preset: dict, notebooks: list[Path]) -> dict[str, dict]:
                           + "\n  - ".join(errors))
     plan = {}
     for stem, names in declared.items():
-        params = {k: v for k, v in preset["common"].items() if k in names}
-        params.update(preset["notebooks"].get(stem) or {})
-        params[PRESET_PARAMETER] = preset["name"]
+        params = {**preset_values(preset, stem, names), PRESET_PARAMETER: preset["name"]}
         errors += parameter_errors(stem, names, params)
         plan[stem] = params
     if errors:
