@@ -396,3 +396,68 @@ def test_another_machines_leftover_is_kept_until_it_is_old(tmp_path):
     with atomic_dir(tmp_path / "split") as tmp:
         (tmp / "a").write_text("1")
     assert theirs.exists() and not old.exists()
+
+
+def test_a_read_only_data_cache_moves_the_scratch_space_not_the_caches(tmp_path, monkeypatch):
+    """A classroom's prebuilt caches, shared read-only: the kernel's connection file and torch's
+    compiler cache went inside it (a 57-line traceback); the caches are still read from there."""
+    import os
+
+    from llmrec import paths
+
+    shared = tmp_path / "shared"
+    (shared / "processed").mkdir(parents=True)
+    monkeypatch.setenv("LLMREC_DATA_DIR", str(shared))
+    assert paths.scratch_dir().is_relative_to(shared)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+        False if mode & os.W_OK and str(p).startswith(str(shared)) else real(p, mode, **kw)))
+    assert not paths.scratch_dir().is_relative_to(shared)
+    assert paths.scratch_dir().name.startswith("llmrec-")
+    assert paths.processed_dir() == shared / "processed"
+
+
+def test_a_full_disk_while_papermill_saves_leaves_no_cut_notebook(tmp_path, monkeypatch):
+    import errno
+
+    monkeypatch.setattr(runner, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+
+    def save_cut_short(notebook, out, parameters, log_output):
+        out.write_text('{"cells": [{"cell_type": "co')  # what papermill's last save left
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(runner, "_execute", save_cut_short)
+    with pytest.raises(runner.NotebookFailed, match=r"02_baselines.ipynb: the disk holding .* is full"):
+        runner.run_course("smoke", only=["02"])
+    assert not (tmp_path / "runs" / "smoke" / "02_baselines.ipynb").exists()
+
+
+def test_the_site_names_a_cut_notebook_instead_of_crashing(tmp_path, monkeypatch):
+    from llmrec.course import site
+    from llmrec.paths import list_notebooks
+
+    monkeypatch.setattr(site, "runs_dir", lambda preset: tmp_path / preset)
+    (tmp_path / "smoke").mkdir()
+    for nb in list_notebooks():
+        (tmp_path / "smoke" / nb.name).write_text('{"cells": [{"cell_type": "co')
+    with pytest.raises(site.SiteError, match=r"00_setup_check.ipynb cannot be read as a notebook.*--only 00"):
+        site.finished_run("smoke")
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_the_build(tmp_path):
+    from llmrec.course import student
+    from llmrec.io import OutputFolderError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OutputFolderError, match=r"--out .*a-file/student: Cannot create .*Choose another folder"):
+        student.build(tmp_path / "a-file" / "student")
+
+
+def test_an_out_folder_given_to_the_command_is_read_from_where_you_run(tmp_path, monkeypatch):
+    from llmrec.course import cli
+    from llmrec.paths import repo_root
+
+    monkeypatch.chdir(tmp_path)
+    assert cli._out("mine", "student") == str(tmp_path / "mine")
+    assert cli._out(None, "student") == str(repo_root() / "student")

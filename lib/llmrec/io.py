@@ -29,12 +29,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _check_writable(folder: Path) -> None:
-    inside_cache = folder.resolve().is_relative_to(cache_dir().resolve())
-    fix = ("Point the data cache elsewhere with LLMREC_DATA_DIR=/a/writable/path, or fix the "
-           "folder's permissions." if inside_cache else
-           "Fix the folder's permissions, or run from a writable copy of the kit (runs/ and "
-           "results/ live in the kit's folder).")
+def _check_writable(folder: Path, fix: str | None = None) -> None:
+    """Refuse, naming the folder and `fix` (by default: which variable moves it), a folder that
+    cannot be made or written: a read-only mount, another user's folder, a file in its place."""
+    if fix is None:
+        inside_cache = folder.resolve().is_relative_to(cache_dir().resolve())
+        fix = ("Point the data cache elsewhere with LLMREC_DATA_DIR=/a/writable/path, or fix the "
+               "folder's permissions." if inside_cache else
+               "Fix the folder's permissions, or run from a writable copy of the kit (runs/ and "
+               "results/ live in the kit's folder).")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -271,7 +274,11 @@ def output_folder(out: str | os.PathLike, tool: str) -> Iterator[Path]:
     any work, and so is one whose written files were edited since. A failed build changes nothing."""
     out = Path(out)
     previous = _check_output_folder(out, tool)
-    _check_writable(out.parent)
+    try:
+        for folder in [out.parent, *([out] if out.is_dir() else [])]:
+            _check_writable(folder, fix="Choose another folder with --out; nothing was written.")
+    except PermissionError as e:
+        raise OutputFolderError(f"--out {out}: {e}") from e
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         yield tmp

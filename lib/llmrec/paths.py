@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import tempfile
 from pathlib import Path
 
 ENV_ROOT = "LLMREC_ROOT"
@@ -39,12 +40,25 @@ def cache_dir() -> Path:
 def scratch_dir() -> Path:
     """The kit's own scratch space (the compiler cache torch makes on import, the kernels'
     connection files): inside the data cache, never loose in /tmp; one per user, so that users
-    sharing a data folder do not write into each other's."""
+    sharing a data folder do not write into each other's. When the data cache is read-only (a
+    classroom's prebuilt caches, shared), a per-user folder in the system's temporary folder."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)
         user = str(os.getuid()) if hasattr(os, "getuid") else "user"
-    return cache_dir() / "tmp" / user
+    inside = cache_dir() / "tmp" / user
+    if _can_write(inside):
+        return inside
+    return Path(tempfile.gettempdir()) / f"llmrec-{user}"
+
+
+def _can_write(path: Path) -> bool:
+    """Whether `path` (or, when it does not exist yet, the folder that would hold it) can be
+    written, without making anything: access() answers EROFS on a read-only mount, even to root."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+    return False
 
 
 def model_dir() -> Path:

@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("figures", help="rerun the laptop preset and refresh figures/ on purpose")
     sub.add_parser("report", help="rewrite README's results section from figures/")
     p = sub.add_parser("student", help="the student edition: notebooks without solutions")
-    p.add_argument("--out", default="student")
+    p.add_argument("--out", help="a folder, from where you run (default: student/ in the kit)")
     p = sub.add_parser("site", help="the course as a static website")
     p.add_argument("--preset", default="laptop", help="whose executed notebooks (runs/<preset>/)")
-    p.add_argument("--out", default="site")
+    p.add_argument("--out", help="a folder, from where you run (default: site/ in the kit)")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["test"]:  # everything after `test` belongs to pytest, options included
         _ensure_scale_dependency()
@@ -134,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: python -m llmrec {args.command}", file=sys.stderr)
         return 130
+
+
+def _out(given: str | None, default: str) -> str:
+    """An --out folder as the step (run in the kit's root) must see it: one given is read from
+    where the user runs the command; the default sits in the kit."""
+    return str(Path(given).expanduser().resolve() if given else repo_root() / default)
 
 
 def _command(args) -> int:
@@ -163,9 +169,9 @@ def _command(args) -> int:
     if args.command == "report":
         return _run("-m", "llmrec.course.report", "--readme")
     if args.command == "student":
-        return _run("-m", "llmrec.course.student", "--out", args.out)
+        return _run("-m", "llmrec.course.student", "--out", _out(args.out, "student"))
     if args.command == "site":
-        return _run("-m", "llmrec.course.site", "--preset", args.preset, "--out", args.out)
+        return _run("-m", "llmrec.course.site", "--preset", args.preset, "--out", _out(args.out, "site"))
     raise AssertionError(args.command)
 
 

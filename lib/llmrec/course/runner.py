@@ -14,6 +14,7 @@ with the notebook and the name, so a typo never silently runs the defaults.
 from __future__ import annotations
 
 import argparse
+import errno
 import contextlib
 import json
 import os
@@ -269,6 +270,14 @@ def _run_notebooks(cfg: dict, notebooks: list[Path], plan: dict, preset_text: st
         start = time.perf_counter()
         try:
             _execute(nb, out, plan[nb.stem], log_output)
+        except OSError as e:  # papermill saving the executed copy: what it left is cut JSON
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            out.unlink(missing_ok=True)
+            raise NotebookFailed(
+                f"{nb.name}: the disk holding {out.parent} is full ({shutil.disk_usage(out.parent).free >> 20} "
+                f"MB free) while papermill saved the executed copy; the cut copy was removed. Free "
+                f"space there, then run the same command again.") from None
         except pm.PapermillExecutionError as e:
             first_line = (e.source or "").strip().splitlines()[:1]
             raise NotebookFailed(

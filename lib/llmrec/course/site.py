@@ -311,7 +311,13 @@ def finished_run(preset: str) -> dict[Path, nbformat.NotebookNode]:
             f"{runs} lacks the executed notebook(s) {', '.join(missing)}: the site shows a run's "
             f"outputs. Run the course first: python -m llmrec course --preset {preset} "
             f"(make course PRESET={preset})")
-    read = {path: nbformat.read(path, as_version=4) for path in executed}
+    read = {}
+    for path in executed:
+        try:
+            read[path] = nbformat.read(path, as_version=4)
+        except (ValueError, OSError) as e:  # cut JSON (a full disk, a copy cut short): not a notebook
+            raise SiteError(f"{path} cannot be read as a notebook ({type(e).__name__}: {e}): run it "
+                            f"again: python -m llmrec course --preset {preset} --only {path.stem[:2]}") from None
     for path, nb in read.items():
         unfinished = unfinished_cells(nb)
         if unfinished:
