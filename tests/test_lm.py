@@ -512,10 +512,19 @@ def test_a_converted_model_folder_that_does_not_match_its_source_is_rebuilt(tmp_
     from safetensors.torch import load_file
     assert load_file(weights)  # whole again
 
+    # bytes damaged in place, the same size (an interrupted copy over it, a bad disk write)
+    cut = weights.read_bytes()
+    weights.write_bytes(cut[:500] + bytes(255 - b for b in cut[500:600]) + cut[600:])
+    lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 4 and "model.safetensors with other bytes" in capsys.readouterr().out
+    from llmrec.io import sha256_file
+    record = json.loads((folder / lm_mod.MADE_FROM).read_text())
+    assert sha256_file(weights) == record["files"]["model.safetensors"]["sha256"]  # rebuilt whole
+
     # a new version of the package (another GGUF file size)
     gguf.write_bytes(b"GGUF" + b"\0" * 200)
     lm_mod.packaged_model_folder("smollm2-135m")
-    assert len(made) == 4 and "was made from" in capsys.readouterr().out
+    assert len(made) == 5 and "was made from" in capsys.readouterr().out
 
 
 def test_a_model_folder_is_found_from_the_kit_root_and_an_empty_one_is_explained(monkeypatch, tmp_path):

