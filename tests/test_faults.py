@@ -519,3 +519,20 @@ def test_a_model_named_by_a_path_keeps_its_layer_cache_in_the_cache_folder(tmp_p
     made = [p for p in tmp_path.rglob("manifest.json")]
     assert made and all(p.parent.parent == tmp_path / "layer-cache" for p in made)
     assert not (tmp_path / "my-models").exists() and not (tmp_path / "up-packed").exists()
+
+
+def test_a_relative_data_path_is_read_from_where_the_command_was_run(tmp_path, monkeypatch):
+    """README: "a relative path is read from where you run, else from the kit's folder"; the
+    course command's notebooks run in notebooks/, so a path from the user's folder was not found."""
+    from llmrec import data
+    from llmrec.paths import ENV_RUN_FROM, repo_root
+
+    mine = tmp_path / "me"
+    (mine / "d").mkdir(parents=True)
+    (mine / "d" / "r.csv").write_text("user,item,rating,timestamp\nu,a,4,1\nu,b,3,2\n")
+    (mine / "d" / "i.csv").write_text("item,title\na,A\nb,B\n")
+    monkeypatch.chdir(repo_root() / "notebooks")  # where the runner's kernel runs
+    monkeypatch.setenv(ENV_RUN_FROM, str(mine))
+    assert len(data.load_custom("d/r.csv", "d/i.csv").ratings) == 2
+    with pytest.raises(FileNotFoundError, match=r"d/nope.csv does not exist \(looked for it in .*notebooks.*me/d"):
+        data.load_custom("d/nope.csv", "d/i.csv")

@@ -38,7 +38,7 @@ import requests
 from tqdm.auto import tqdm
 
 from .io import atomic_path, sha256_file
-from .paths import data_dir, raw_dir, resolve_data_path
+from .paths import data_dir, data_path_candidates, raw_dir, resolve_data_path
 
 RATING_COLUMNS = ["user_id", "item_id", "rating", "raw_rating", "timestamp"]
 ITEM_COLUMNS = ["item_id", "title", "year", "genres"]
@@ -576,7 +576,9 @@ def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.D
     if path.is_dir():
         raise FileNotFoundError(f"{path} is a folder: give the file's path (e.g. {path / 'ratings.csv'})")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        looked = data_path_candidates(path)
+        raise FileNotFoundError(f"{path} does not exist" + (
+            "" if len(looked) == 1 else f" (looked for it in {', '.join(str(p.parent) for p in looked)})"))
     try:
         codecs.lookup(encoding)
     except LookupError:

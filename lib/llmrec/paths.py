@@ -102,15 +102,25 @@ def notebooks_dir() -> Path:
     return repo_root() / "notebooks"
 
 
-def resolve_data_path(path: str | os.PathLike) -> Path:
-    """A user's data file: as given (absolute, or relative to the working directory), else
-    relative to the kit's root — notebooks run from notebooks/, so a path written from the root
-    (`-p DATA_PATHS ...` in a papermill call) still resolves."""
+ENV_RUN_FROM = "LLMREC_RUN_FROM"  # set by `python -m llmrec`: the folder the user ran it from
+
+
+def data_path_candidates(path: str | os.PathLike) -> list[Path]:
+    """Where a user's relative data path is looked for, in order: the working directory, the
+    folder `python -m llmrec` was run from (its steps run in the kit's root, its notebooks in
+    notebooks/), the kit's root (a path written from the root, as in README's papermill call)."""
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    from_root = repo_root() / p
-    return from_root if from_root.exists() else p
+    if p.is_absolute():
+        return [p]
+    bases = [Path.cwd(), *([Path(os.environ[ENV_RUN_FROM])] if os.environ.get(ENV_RUN_FROM) else []),
+             repo_root()]
+    return list(dict.fromkeys(base / p for base in bases))
+
+
+def resolve_data_path(path: str | os.PathLike) -> Path:
+    """A user's data file: the first of data_path_candidates that exists (else as given)."""
+    found = [c for c in data_path_candidates(path) if c.exists()]
+    return found[0] if found else Path(path).expanduser()
 
 
 def list_notebooks() -> list[Path]:

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from ..packaged_models import PACKAGED_MODELS
-from ..paths import repo_root
+from ..paths import ENV_RUN_FROM, repo_root
 from ..presets import PresetError, load_preset
 
 
@@ -46,7 +46,9 @@ def _run(*args: str) -> int:
     the step, which ends its kernel; if this process is killed outright, the step is told too."""
     cmd = [sys.executable, *args]
     print("+", " ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, cwd=repo_root(),  # started with the default SIGINT handling
+    # the step runs in the kit's root: a relative data path in a preset is still read from here
+    env = {**os.environ, ENV_RUN_FROM: os.environ.get(ENV_RUN_FROM) or os.getcwd()}
+    proc = subprocess.Popen(cmd, cwd=repo_root(), env=env,  # started with the default SIGINT handling
                             preexec_fn=_die_with_parent if sys.platform == "linux" else None)  # noqa: PLW1509 - no threads here
     forwarded = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
