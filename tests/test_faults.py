@@ -213,7 +213,7 @@ def test_a_second_run_of_a_preset_is_refused_with_the_first_ones_pid(tmp_path, m
     try:
         lock = tmp_path / "runs" / ".smoke.lock"
         lock.write_text(json.dumps({"pid": other.pid, "started": psutil.Process(other.pid).create_time()}))
-        with pytest.raises(PresetError, match=rf"in use by another run of the course \(pid {other.pid}\)"):
+        with pytest.raises(PresetError, match=rf"in use by a run of the course \(pid {other.pid}\)"):
             runner.run_course("smoke", only=["02"], fresh=True)
         assert kept.read_text() == "in use" and started == []  # --fresh removed nothing
     finally:
@@ -222,6 +222,36 @@ def test_a_second_run_of_a_preset_is_refused_with_the_first_ones_pid(tmp_path, m
     # the holder is gone: its lock is stale and taken over, and released after the run
     runner.run_course("smoke", only=["02"], fresh=True)
     assert len(started) == 1 and not kept.exists() and not lock.exists()
+    lock.write_text('{"pid": 12')  # damaged (a disk that filled while it was written)
+    runner.run_course("smoke", only=["02"])
+    assert len(started) == 2 and not lock.exists()
+
+
+def test_a_notebook_run_by_hand_does_not_write_into_folders_a_course_run_holds(tmp_path, monkeypatch):
+    """The lock guarded the runner only: papermill 02 -p PRESET smoke beside a course run of
+    smoke wrote into the same results file."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    monkeypatch.setattr(parameters, "runs_dir", lambda preset: tmp_path / "runs" / preset)
+    monkeypatch.setattr(parameters, "results_dir", lambda preset: tmp_path / "results" / preset)
+    lock = tmp_path / "runs" / ".smoke.lock"
+    lock.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": other.pid, "started": psutil.Process(other.pid).create_time()}))
+        with pytest.raises(PresetError, match=rf"runs/smoke/ is in use .*pid {other.pid}.*another -p PRESET"):
+            parameters.check_parameters("01_data_prep", {"PRESET": "smoke"})
+    finally:
+        other.kill()
+        other.wait()
+    # the course's own kernel: the lock's holder is one of its parents
+    parent = psutil.Process(os.getppid())
+    lock.write_text(json.dumps({"pid": parent.pid, "started": parent.create_time()}))
+    parameters.check_parameters("01_data_prep", {"PRESET": "smoke"})
 
 
 @pytest.mark.notebook

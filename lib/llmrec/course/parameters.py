@@ -22,6 +22,7 @@ import papermill as pm
 from ..efficiency import check_fractions
 from ..paths import list_notebooks, notebooks_dir, results_dir, runs_dir
 from ..presets import PresetError, load_preset
+from .lock import check_not_in_use
 
 PRESET_PARAMETER = "PRESET"  # every notebook declares it; the runner always sets it
 
@@ -228,7 +229,9 @@ def check_parameters(notebook: str, namespace: dict) -> None:
     if errors:
         raise PresetError("bad parameter value(s):\n  - " + "\n  - ".join(errors))
     own_folder(notebook, declared, namespace)
-    blocked = unwritable_folders(str(namespace.get(PRESET_PARAMETER, "laptop")))
+    preset = str(namespace.get(PRESET_PARAMETER, "laptop"))
+    check_not_in_use(runs_dir(preset))
+    blocked = unwritable_folders(preset)
     if blocked:
         raise PresetError("\n  - ".join(blocked))
 

@@ -14,8 +14,8 @@ with the notebook and the name, so a typo never silently runs the defaults.
 from __future__ import annotations
 
 import argparse
-import errno
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -36,6 +36,7 @@ from ..lm import check_model
 from ..packaged_models import locate_packaged_model
 from ..paths import list_notebooks, notebooks_dir, presets_dir, results_dir, runs_dir, scratch_dir
 from ..presets import PresetError, list_presets, load_preset
+from .lock import one_run
 from .parameters import (
     model_names,
     notebook_parameters,
@@ -71,52 +72,6 @@ def stop_on_signals():
     finally:
         for n, handler in previous.items():
             signal.signal(getattr(signal, n), handler)
-
-
-def _lock_holder(lock: Path) -> int | None:
-    """The pid of the live run that holds `lock`, or None (no lock, a lock of a run that ended,
-    or of a process that reused its pid)."""
-    try:
-        held = json.loads(lock.read_text())
-        pid, started = int(held["pid"]), float(held["started"])
-        alive = psutil.pid_exists(pid) and abs(psutil.Process(pid).create_time() - started) < 1
-    except (OSError, ValueError, TypeError, KeyError, psutil.Error):
-        return None
-    return pid if alive and pid != os.getpid() else None
-
-
-@contextlib.contextmanager
-def one_run(preset: str):
-    """A preset's folders (runs/<preset>/, results/<preset>/) belong to one run at a time: a
-    second is refused with the first's pid, before it writes or removes anything (--fresh
-    included). The lock, runs/.<preset>.lock, is outside the folders --fresh removes; one left
-    by a run that was killed is taken over."""
-    lock = runs_dir(preset).parent / f".{preset}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "started": psutil.Process().create_time()}
-    mine = lock.with_name(f"{lock.name}.{os.getpid()}")
-    mine.write_text(json.dumps(me))
-    try:
-        while True:
-            try:
-                os.link(mine, lock)  # appears whole, and only if no other run holds it
-                break
-            except FileExistsError:
-                holder = _lock_holder(lock)
-                if holder is not None:
-                    raise PresetError(
-                        f"runs/{preset}/ is in use by another run of the course (pid {holder}); two "
-                        f"runs would write into one folder. Wait for it to end, or stop it (kill "
-                        f"{holder}), then run again") from None
-                lock.unlink(missing_ok=True)  # left by a run that ended without removing it
-    finally:
-        mine.unlink(missing_ok=True)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            if json.loads(lock.read_text()).get("pid") == me["pid"]:
-                lock.unlink()
 
 
 def select_notebooks(only: list[str] | None) -> list[Path]:
@@ -241,7 +196,7 @@ def run_course(preset: str = "laptop", only: list[str] | None = None,
     notebooks = select_notebooks(only)
     plan = resolve_parameters(cfg, notebooks)
     preset_text = Path(cfg["path"]).read_text()  # before --fresh: it may be runs/<name>/preset.yaml
-    with one_run(cfg["name"]):  # the folders are this run's alone, before anything is checked or removed
+    with one_run(runs_dir(cfg["name"])):  # the folders are this run's alone, before anything is checked or removed
         preflight(cfg, plan, notebooks)  # every refusal before --fresh removes anything
         return _run_notebooks(cfg, notebooks, plan, preset_text, shipped, log_output, fresh)
 
