@@ -176,6 +176,7 @@ def main() -> None:
     case("what a smoke run of 00 leaves in the temp folder (was: torchinductor_<user>, tmp*.json)",
          lambda: _tmp_leftovers(tmp))
     new_cases(case, tmp, smoke)
+    more_cases(case, tmp, smoke)
     OUT.mkdir(parents=True, exist_ok=True)
     cases.sort(key=lambda r: FAMILIES.index(r["family"]))  # stable: each family's rows in run order
     md = "\n".join(["| family | bad input | what it gets now | seconds |", "|---|---|---|---|"] + [
@@ -275,6 +276,317 @@ def new_cases(case, tmp, smoke):
          "(was: results/laptop/02_baselines.json replaced)", lambda: _readme_own_data(tmp), "stale inputs")
     case("new weights behind a model folder's name (was: 05 reused every old point)",
          lambda: _new_weights(tmp), "stale inputs")
+
+
+def more_cases(case, tmp, smoke):
+    """The rest of the faults a new user met (issue: trust under faults), and their neighbours."""
+    from llmrec import data
+
+    # ---- interruption
+    case("a course run killed (SIGKILL) holding runs/.smoke.lock: the next run",
+         lambda: _stale_lock(tmp, "killed"), "interruption")
+    # ---- concurrency
+    case("papermill 02 with the laptop preset's values (as Jupyter opens it) while a course run holds "
+         "laptop (was: both wrote results/laptop)", lambda: _by_hand_beside_a_run(tmp), "concurrency")
+    case("a damaged runs/.smoke.lock (`{\"pid\": 12`), no run alive", lambda: _stale_lock(tmp, "damaged"),
+         "concurrency")
+    case("two kernels' layer caches for one model named by its path, in one cache folder",
+         lambda: _path_named_cache(tmp), "concurrency")
+    # ---- corruption
+    case("models/smollm2-135m/model.safetensors damaged in place, the same size (was: used, checked by size)",
+         lambda: _converted(tmp, "same-size"), "corruption")
+    case("the installed SmolLM2 GGUF cut short (was: a reshape error naming neither file nor fix)",
+         lambda: _damaged_package(tmp, "cut"), "corruption")
+    case("the installed MiniLM weights with other bytes, the same size", lambda: _damaged_package(tmp, "flip"),
+         "corruption")
+    case("an executed notebook in runs/smoke cut short, read by `site` (was: a JSONDecodeError)",
+         lambda: _cut_notebook_site(tmp), "corruption")
+    case("a .csv.gz ratings file cut short", lambda: _gz_cut(tmp), "corruption")
+    # ---- preset and papermill values
+    for label, stem, values in [
+        ("SEED: 2**40 (past numpy's seeds)", "02_baselines", {"SEED": 2 ** 40}),
+        ("MAX_USERS: 0", "02_baselines", {"MAX_USERS": 0}),
+        ("FRACTIONS holding 5", "05_data_efficiency", {"FRACTIONS": [0.1, 5, 1.0]}),
+        ("LM_FRACTIONS holding 2.0", "05_data_efficiency", {"LM_FRACTIONS": [0.1, 2.0]}),
+        ("06's LR_LM: -1e-3", "06_once_dire", {"LR_LM": -1e-3}),
+    ]:
+        case(f"preset value: {label}", lambda st=stem, v=values: _preset_value(tmp, smoke, st, v),
+             "preset and papermill values")
+    case("`--only 99` (no such notebook)", lambda: _cli_lines(["course", "--preset", "smoke", "--only", "99"]),
+         "preset and papermill values")
+    case("a preset with a top-level `name:` key", lambda: _cli_lines(
+        ["course", "--preset", _write(tmp / "named.yaml", "name: mine\ncommon: {SEED: 1}\n")]),
+         "preset and papermill values")
+    case("a preset file named laptop.yaml outside presets/", lambda: _cli_lines(
+        ["course", "--preset", _write(tmp / "elsewhere" / "laptop.yaml", "common: {SEED: 1}\n")]),
+         "preset and papermill values")
+    # ---- environment
+    case("a read-only shared LLMREC_DATA_DIR holding the prebuilt caches: course smoke --only 00 "
+         "(was: a 57-line traceback)", lambda: _read_only_cache(tmp, built=True), "environment")
+    case("a read-only shared LLMREC_DATA_DIR without the split a notebook needs",
+         lambda: _read_only_cache(tmp, built=False), "environment")
+    case("a full disk while papermill saves the executed notebook (was: 68 lines, a cut notebook left)",
+         lambda: _full_disk_save(tmp), "environment")
+    case("`student --out` in a folder that cannot be written (was: a traceback)",
+         lambda: _cli_lines(["student", "--out", str(_write(tmp / "a-file", "x")) + "/student"]), "environment")
+    case("`site --out` in a folder that cannot be written",
+         lambda: _cli_lines(["site", "--preset", "smoke", "--out", str(tmp / "a-file") + "/site"]), "environment")
+    case("MODEL given as a path: where 03's layer cache goes (was: beside the model)",
+         lambda: _path_named_cache(tmp, where=True), "environment")
+    # ---- your own data
+    case("a relative DATA_PATHS in a preset, `course` run from the data's folder (was: not found)",
+         lambda: _relative_preset_paths(tmp), "your own data")
+    case("a relative ratings path that exists nowhere", lambda: data.load_custom("d/nope.csv", "d/i.csv"),
+         "your own data")
+    case("a folder given as ratings_path", lambda: data.load_custom(tmp, tmp / "items.csv"), "your own data")
+    case("`columns` given as a list", lambda: data.load_ratings(
+        "custom", ratings_path="tests/fixtures/custom/ratings.tsv", items_path="tests/fixtures/custom/items.csv",
+        columns=["user", "item"]), "your own data")
+    case("`encoding: utf-9`", lambda: data.load_ratings(
+        "custom", ratings_path="tests/fixtures/custom/ratings.tsv", items_path="tests/fixtures/custom/items.csv",
+        encoding="utf-9"), "your own data")
+    case("a ratings file without a rating column", lambda: data.load_custom(
+        _write(tmp / "norating.csv", "user,item,timestamp\nu,a,1\n"), tmp / "items.csv"), "your own data")
+    case("`scale: tens`", lambda: data.load_ratings(
+        "custom", ratings_path="tests/fixtures/custom/ratings.tsv", items_path="tests/fixtures/custom/items.csv",
+        scale="tens"), "your own data")
+    case("an items file with ';' and latin-1 beside a tab-separated UTF-8 ratings file (items_sep, items_encoding)",
+         lambda: _per_file_options(tmp), "your own data")
+    case("ids with leading zeros (`010`)", lambda: _own_data(
+        tmp, "zeros", b"user,item,rating,timestamp\n010,007,4,1\n10,7,3,2\n", b"item,title\n007,A\n7,B\n"),
+         "your own data")
+    # ---- stale inputs
+    case("the embedded movies.csv edited after its split was cached (was: the old split served)",
+         lambda: _edited_embedded(tmp), "stale inputs")
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def _stale_lock(tmp, how):
+    from llmrec.course import runner
+
+    lock = runner.runs_dir("smoke").parent / ".smoke.lock"
+    had = lock.read_text() if lock.exists() else None
+    if how == "killed":
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        lock.write_text(json.dumps({"pid": dead.pid, "started": time.time() - 5}))
+    else:
+        lock.write_text('{"pid": 12')
+    real = runner._execute
+    ran = []
+    runner._execute = lambda nb, *a, **k: ran.append(nb.stem)
+    try:
+        runner.run_course("smoke", only=["00"])
+    finally:
+        runner._execute = real
+        lock.unlink(missing_ok=True)
+        if had is not None:
+            lock.write_text(had)
+    return f"taken over: the run went on ({', '.join(ran)}), the lock released after it"
+
+
+def _by_hand_beside_a_run(tmp):
+    import psutil
+
+    from llmrec.course import runner
+    from llmrec.io import sha256_file
+    from llmrec.paths import results_dir
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    lock = runner.runs_dir("laptop").parent / ".laptop.lock"
+    had = lock.read_text() if lock.exists() else None
+    lock.write_text(json.dumps({"pid": other.pid, "started": psutil.Process(other.pid).create_time()}))
+    record = results_dir("laptop") / "02_baselines.json"
+    before = sha256_file(record) if record.is_file() else None
+    try:
+        papermill("02_baselines", cwd=tmp)
+        return "ran (NOT REFUSED)"
+    except RuntimeError as e:
+        after = sha256_file(record) if record.is_file() else None
+        raise RuntimeError(f"{e} [results/laptop/02_baselines.json {'untouched' if before == after else 'CHANGED'}]") from None
+    finally:
+        other.kill()
+        other.wait()
+        lock.unlink(missing_ok=True)
+        if had is not None:
+            lock.write_text(had)
+
+
+def _path_named_cache(tmp, where=False):
+    from llmrec.cache import cached_hidden
+    from llmrec.lm import load_lm
+
+    lm = load_lm("tiny-llama")
+    model = tmp / "my-models" / "mine"
+    folder = tmp / "layer-cache"
+    script = ("from pathlib import Path; from llmrec.cache import cached_hidden; from llmrec.lm import load_lm; "
+              f"cached_hidden(load_lm('tiny-llama'), 1, [[1, 2, 3]] * 50, name={str(model) + '-packed'!r}, "
+              f"folder=Path({str(folder)!r}), verbose=False)")
+    if where:
+        cached_hidden(lm, 1, [[1, 2, 3]], name=f"{model}-packed", folder=folder, verbose=False)
+    else:
+        procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+        codes = [p.wait() for p in procs]
+        assert codes == [0, 0], codes
+    made = sorted(str(p.parent.relative_to(tmp)) for p in tmp.rglob("manifest.json") if "layer-cache" in str(p)
+                  or "my-models" in str(p))
+    return f"{len(made)} cache(s): {', '.join(made)}; beside the model: {(tmp / 'my-models').exists()}"
+
+
+def _damaged_package(tmp, how):
+    """A copy of the installed package (its files and RECORD), damaged, found first on sys.path."""
+    import importlib
+    import shutil
+
+    from llmrec import packaged_models
+
+    alias = "smollm2-135m" if how == "cut" else "minilm-l6"
+    info = packaged_models.PACKAGED_MODELS[alias]
+    dist = importlib.metadata.distribution(info["package"])
+    site = tmp / f"site-{alias}"
+    for f in dist.files:
+        src, dst = Path(f.locate()), site / f
+        if src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    weights = next(site.rglob(info["file"]))
+    body = weights.read_bytes()
+    weights.write_bytes(body[: len(body) // 2] if how == "cut" else body[:1000] + bytes(255 - b for b in body[1000:1100])
+                        + body[1100:])
+    code = (f"import sys; sys.path.insert(0, {str(site)!r}); from llmrec.lm import load_lm; "
+            f"load_lm({alias!r})")
+    env = dict(os.environ, LLMREC_MODEL_DIR=str(tmp / f"models-{alias}"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    if proc.returncode == 0:
+        return "loaded (NOT NOTICED)"
+    raise RuntimeError(proc.stderr.strip().splitlines()[-1].replace(str(site), "<site>"))
+
+
+def _cut_notebook_site(tmp):
+    from llmrec.course import site
+    from llmrec.paths import list_notebooks
+
+    runs = tmp / "cut-runs"
+    (runs / "smoke").mkdir(parents=True)
+    for nb in list_notebooks():
+        (runs / "smoke" / nb.name).write_text('{"cells": [{"cell_type": "co')
+    real = site.runs_dir
+    site.runs_dir = lambda preset: runs / preset
+    try:
+        site.finished_run("smoke")
+    finally:
+        site.runs_dir = real
+
+
+def _gz_cut(tmp):
+    import gzip
+
+    from llmrec import data
+
+    raw = gzip.compress(b"user,item,rating,timestamp\n" + b"".join(f"u{i},a,4,{i}\n".encode() for i in range(2000)))
+    path = tmp / "cut.csv.gz"
+    path.write_bytes(raw[: len(raw) // 2])
+    data.load_custom(path, tmp / "items.csv")
+
+
+def _can_unshare() -> bool:
+    return os.geteuid() == 0 and subprocess.run(["unshare", "-m", "true"], capture_output=True,
+                                                check=False).returncode == 0
+
+
+def _unshared(script: str, mount: str) -> subprocess.CompletedProcess:
+    """`script` (bash) in a mount namespace of its own, after `mount` (root only)."""
+    return subprocess.run(["unshare", "-m", "bash", "-c", f"{mount} && {script}"], capture_output=True,
+                          text=True, cwd=ROOT, check=False)
+
+
+def _read_only_cache(tmp, built):
+    if not _can_unshare():
+        return "skipped: needs a read-only bind mount (unshare as root)"
+    cache = tmp / ("ro-built" if built else "ro-empty")
+    cache.mkdir()
+    env = f"LLMREC_DATA_DIR={cache}"
+    if built:  # the classroom's caches, built once where they could be written
+        subprocess.run(f"{env} {sys.executable} -m llmrec course --preset smoke --only 00", shell=True,
+                       cwd=ROOT, capture_output=True, check=True)
+        step = f"{env} {sys.executable} -m llmrec course --preset smoke --only 00"
+    else:
+        step = (f"{env} {sys.executable} -c \"from llmrec.splits import ensure_processed; "
+                "ensure_processed('movielens-small', max_users=41, seed=0)\"")
+    proc = _unshared(step, f"mount --bind {cache} {cache} && mount -o remount,bind,ro {cache}")
+    if proc.returncode == 0:
+        return "ran from the read-only caches"
+    raise RuntimeError([ln for ln in proc.stderr.splitlines() if ln.strip()][-1])
+
+
+def _full_disk_save(tmp):
+    if not _can_unshare():
+        return "skipped: needs a 16 kB tmpfs (unshare as root)"
+    runs = tmp / "full-runs"
+    runs.mkdir()
+    script = (f"from pathlib import Path; import sys; from llmrec.course import runner, parameters; "
+              f"runner.runs_dir = parameters.runs_dir = lambda preset: Path({str(runs)!r}) / preset; "
+              "sys.exit(runner.main(['--preset', 'smoke', '--only', '00']))")
+    proc = _unshared(f"{sys.executable} -c \"{script}\"; ls {runs}/smoke",
+                     f"mount -t tmpfs -o size=16k tmpfs {runs}")
+    left = proc.stdout.split()
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+    raise RuntimeError(f"{' '.join(err)} Left in runs/smoke: {', '.join(left) or 'nothing'}")
+
+
+def _relative_preset_paths(tmp):
+    import shutil
+
+    from llmrec.paths import results_dir, runs_dir
+
+    mine = tmp / "me"
+    (mine / "d").mkdir(parents=True)
+    for f in ("ratings.tsv", "items.csv"):
+        shutil.copy(ROOT / "tests" / "fixtures" / "custom" / f, mine / "d" / f)
+    (mine / "mine-bad-inputs.yaml").write_text(
+        "requires_models: []\ncommon:\n  DATASET: custom\n  MAX_USERS: null\n"
+        "  DATA_PATHS: {ratings_path: d/ratings.tsv, items_path: d/items.csv, genre_sep: ' '}\n")
+    proc = subprocess.run([sys.executable, "-m", "llmrec", "course", "--preset", "mine-bad-inputs.yaml",
+                           "--only", "01"], cwd=mine, capture_output=True, text=True, check=False)
+    shutil.rmtree(runs_dir("mine-bad-inputs"), ignore_errors=True)
+    shutil.rmtree(results_dir("mine-bad-inputs"), ignore_errors=True)
+    if proc.returncode:
+        raise RuntimeError([ln for ln in proc.stderr.splitlines() if ln.strip()][-1])
+    return "01 read d/ratings.tsv from the folder the command was run in"
+
+
+def _per_file_options(tmp):
+    from llmrec import data
+
+    r = _write(tmp / "tab.tsv", "user\titem\trating\ttimestamp\nu\tcafé\t4\t1\n")
+    i = tmp / "semi.csv"
+    i.write_bytes("item;title\ncafé;Café\n".encode("latin-1"))
+    loaded = data.load_custom(r, i, items_sep=";", items_encoding="latin-1")
+    return f"items {sorted(loaded.items.title)}"
+
+
+def _edited_embedded(tmp):
+    import shutil
+
+    import llmrec.data as data_mod
+    from llmrec.splits import ensure_processed
+
+    copy = tmp / "embedded-copy"
+    shutil.copytree(data_mod.embedded_dir(), copy)
+    real = data_mod.embedded_dir
+    data_mod.embedded_dir = lambda: copy
+    try:
+        ensure_processed("movielens-small", max_users=30, seed=0)
+        with open(copy / "movies.csv", "a") as f:
+            f.write('999999,"An added film (2020)",Drama\n')
+        ensure_processed("movielens-small", max_users=30, seed=0)
+    finally:
+        data_mod.embedded_dir = real
 
 
 def _stop_course(how):
@@ -733,6 +1045,11 @@ def _converted(tmp, how):
         if how == "other":
             shutil.rmtree(folder)
             lm_mod.load_lm("tiny-bert").model.save_pretrained(folder)
+        elif how == "same-size":
+            weights = folder / "model.safetensors"
+            with open(weights, "r+b") as f:  # bytes damaged in place, the file's size kept
+                f.seek(weights.stat().st_size // 2)
+                f.write(b"\xff" * 4096)
         else:
             weights = folder / "model.safetensors"
             with open(weights, "r+b") as f:

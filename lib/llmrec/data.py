@@ -577,8 +577,8 @@ def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.D
         raise FileNotFoundError(f"{path} is a folder: give the file's path (e.g. {path / 'ratings.csv'})")
     if not path.is_file():
         looked = data_path_candidates(path)
-        raise FileNotFoundError(f"{path} does not exist" + (
-            "" if len(looked) == 1 else f" (looked for it in {', '.join(str(p.parent) for p in looked)})"))
+        raise FileNotFoundError(f"{path} does not exist (looked for it in "
+                                f"{', '.join(str(p.parent) for p in looked)})")
     try:
         codecs.lookup(encoding)
     except LookupError:
