@@ -179,11 +179,17 @@ def main() -> None:
     more_cases(case, tmp, smoke)
     OUT.mkdir(parents=True, exist_ok=True)
     cases.sort(key=lambda r: FAMILIES.index(r["family"]))  # stable: each family's rows in run order
-    md = "\n".join(["| family | bad input | what it gets now | seconds |", "|---|---|---|---|"] + [
-        f"| {r['family']} | {r['bad input']} | {r['what it gets now'].replace('|', '/')} | {r['seconds']:.1f} |"
-        for r in cases])
-    counts = pd.DataFrame(cases).family.value_counts().reindex(FAMILIES, fill_value=0)
-    md += "\n\n" + ", ".join(f"{family}: {n}" for family, n in counts.items()) + f"; {len(cases)} in all"
+    for r in cases:
+        r["outcome"] = outcome_of(r["what it gets now"])
+    md = "\n".join(["| family | bad input | outcome | what it gets now | seconds |", "|---|---|---|---|---|"] + [
+        f"| {r['family']} | {r['bad input']} | {r['outcome']} | {r['what it gets now'].replace('|', '/')} | "
+        f"{r['seconds']:.1f} |" for r in cases])
+    table = pd.crosstab(pd.Categorical([r["family"] for r in cases], FAMILIES),
+                        pd.Categorical([r["outcome"] for r in cases], OUTCOMES), dropna=False)
+    md += "\n\n| family | " + " | ".join(OUTCOMES) + " | rows |\n|---|" + "---|" * (len(OUTCOMES) + 1) + "\n"
+    md += "\n".join(f"| {family} | " + " | ".join(str(n) for n in row) + f" | {row.sum()} |"
+                    for family, row in table.iterrows())
+    md += "\n| all | " + " | ".join(str(n) for n in table.sum()) + f" | {len(cases)} |"
     md = md.replace(str(tmp), "<tmp>").replace(f"{ROOT}/", "")  # the same on every machine
     (OUT / "bad_inputs.md").write_text(md + "\n")
     print(md)
@@ -207,6 +213,29 @@ FAMILY_OF = [
     ("`python -m llmrec course --preset nope", "preset and papermill values"), ("Ctrl-C", "interruption"),
     ("MIND news.tsv cut", "corruption"), ("what a smoke run", "environment"),
 ]
+
+
+OUTCOMES = ("handled", "refused, fix named", "refused, no fix named", "wrong", "skipped")
+# Words by which a refusal names its fix (a command, a value to give, what to change), and the
+# markers by which a row's own check reports a wrong result (each row checks what it must).
+FIX_WORDS = ("run ", "rerun", "install", "choose", "give ", "rename", "set ", "free space", "repair",
+             "restore", "use ", "delete", "pass ", "copy ", "wait ", "point ", "move ", "make it",
+             "take it back", "write it again", "drop ", "fill ", "download it", "correct ", "convert ",
+             "e.g.", "must ", "needs ", "expected ", "did you mean", "allowed:", "accepts:", "presets:",
+             "notebooks:", "git checkout", "unpack")
+WRONG_MARKS = ("NOT NOTICED", "NOT REFUSED", "CHANGED", "THE SAME KEY", "(nowhere)")
+
+
+def outcome_of(text: str) -> str:
+    """A row's outcome from what it got: a wrong result (its own check says so), handled (it went
+    on as it should), a refusal that names a fix, one that does not, or skipped on this machine."""
+    if any(mark in text for mark in WRONG_MARKS):
+        return "wrong"
+    if text.startswith("ok: skipped"):
+        return "skipped"
+    if text.startswith("ok") and not text.startswith("ok: exit 1"):
+        return "handled"
+    return "refused, fix named" if any(w in text.lower() for w in FIX_WORDS) else "refused, no fix named"
 
 
 def family_of(what: str) -> str:

@@ -105,7 +105,7 @@ def to_unix_seconds(values, where: str) -> np.ndarray:
     missing = s.isna() | (s.astype("string").str.strip() == "")
     if missing.any():  # said first: an empty cell must not make a valid value of another row look wrong
         row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise ValueError(f"{where}, data row {row + 1}: the time is missing")
+        raise ValueError(f"{where}, data row {row + 1}: the time is missing; fill it in or drop the row")
     if not pd.api.types.is_datetime64_any_dtype(s):
         numbers = pd.to_numeric(s, errors="coerce")
         if numbers.notna().all():
@@ -125,7 +125,7 @@ def to_unix_seconds(values, where: str) -> np.ndarray:
         s = parsed
     if s.isna().any():
         row = int(np.flatnonzero(s.isna().to_numpy())[0])
-        raise ValueError(f"{where}, data row {row + 1}: the time is missing")
+        raise ValueError(f"{where}, data row {row + 1}: the time is missing; fill it in or drop the row")
     if s.dt.tz is None:
         s = s.dt.tz_localize("UTC")
     return ((s - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
@@ -158,7 +158,7 @@ def _numbers(values, where: str) -> np.ndarray:
     bad = numbers.isna() & s.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{where}, data row {row + 1}: {s.iloc[row]!r} is not a number")
+        raise ValueError(f"{where}, data row {row + 1}: {s.iloc[row]!r} is not a number; correct it or drop the row")
     return numbers.to_numpy(dtype=float)
 
 
@@ -578,7 +578,8 @@ def _read_any_table(path: Path, sep: str, encoding: str, text: set[str]) -> pd.D
     if not path.is_file():
         looked = data_path_candidates(path)
         raise FileNotFoundError(f"{path} does not exist (looked for it in "
-                                f"{', '.join(str(p.parent) for p in looked)})")
+                                f"{', '.join(str(p.parent) for p in looked)}): give its path from "
+                                "where you run, from the kit's folder, or in full")
     try:
         codecs.lookup(encoding)
     except LookupError:
