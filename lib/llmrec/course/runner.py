@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
+        # the kernel's cell task, cut off by the stop, would print "Task exception was never
+        # retrieved" and a DeadKernelError traceback as the interpreter exits: it is this stop
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         how = f"stopped ({e})" if isinstance(e, Stopped) else "interrupted"
         print(f"{how}: notebooks that finished are kept in runs/; rerun the same command to "
               "go on", file=sys.stderr)
