@@ -177,7 +177,11 @@ def main() -> None:
          lambda: _tmp_leftovers(tmp))
     new_cases(case, tmp, smoke)
     more_cases(case, tmp, smoke)
-    OUT.mkdir(parents=True, exist_ok=True)
+    write_table(cases, tmp)
+
+
+def write_table(cases: list[dict], tmp: Path) -> None:
+    """benchmarks/out/bad_inputs.md: every row with its outcome, then the counts per family and outcome."""
     cases.sort(key=lambda r: FAMILIES.index(r["family"]))  # stable: each family's rows in run order
     for r in cases:
         r["outcome"] = outcome_of(r["what it gets now"])
@@ -191,9 +195,9 @@ def main() -> None:
                     for family, row in table.iterrows())
     md += "\n| all | " + " | ".join(str(n) for n in table.sum()) + f" | {len(cases)} |"
     md = md.replace(str(tmp), "<tmp>").replace(f"{ROOT}/", "")  # the same on every machine
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bad_inputs.md").write_text(md + "\n")
     print(md)
-
 
 FAMILIES = ("interruption", "concurrency", "corruption", "preset and papermill values", "environment",
             "your own data", "stale inputs")
@@ -233,7 +237,7 @@ def outcome_of(text: str) -> str:
         return "wrong"
     if text.startswith("ok: skipped"):
         return "skipped"
-    if text.startswith("ok") and not text.startswith("ok: exit 1"):
+    if text.startswith("ok") and not text.startswith("ok: exit 1,"):  # exit 1: the command refused
         return "handled"
     return "refused, fix named" if any(w in text.lower() for w in FIX_WORDS) else "refused, no fix named"
 

@@ -567,3 +567,33 @@ def test_a_relative_data_path_is_read_from_where_the_command_was_run(tmp_path, m
     assert len(data.load_custom("d/r.csv", "d/i.csv").ratings) == 2
     with pytest.raises(FileNotFoundError, match=r"d/nope.csv does not exist \(looked for it in .*notebooks.*me/d"):
         data.load_custom("d/nope.csv", "d/i.csv")
+
+
+def test_the_bad_input_table_in_benchmarks_readme_agrees_with_itself_and_the_rule():
+    """The published table: its prose count, its rows, their outcomes (by the script's rule) and
+    the counts per family and outcome are one set of numbers; no row is wrong or without a fix."""
+    import re
+    import sys
+
+    from llmrec.paths import repo_root
+
+    sys.path.insert(0, str(repo_root() / "benchmarks"))
+    try:
+        import bad_inputs
+    finally:
+        sys.path.pop(0)
+    text = (repo_root() / "benchmarks" / "README.md").read_text()
+    section = text[text.index("## Bad inputs"):text.index("## Scale-out")]
+    rows = [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in section.splitlines()
+            if ln.startswith("| ") and ln.count(" | ") >= 4 and not ln.startswith("| family")
+            and not re.match(r"\| [a-z ]+ \| \d+ \|", ln)]  # not the counts
+    assert all(r[2] == bad_inputs.outcome_of(" | ".join(r[3:-1])) for r in rows)
+    said = int(re.search(r"The (\d+) bad inputs", section).group(1))
+    counts = {ln.split(" | ")[0].strip("| "): [int(x) for x in ln.strip(" |").split(" | ")[1:]]
+              for ln in section.splitlines() if re.match(r"\| [a-z ]+ \| \d+ \|", ln)}
+    assert said == len(rows) == counts["all"][-1] >= 100
+    for family in bad_inputs.FAMILIES:
+        got = [r[2] for r in rows if r[0] == family]
+        assert counts[family] == [got.count(o) for o in bad_inputs.OUTCOMES] + [len(got)]
+    assert counts["all"][bad_inputs.OUTCOMES.index("wrong")] == 0
+    assert counts["all"][bad_inputs.OUTCOMES.index("refused, no fix named")] == 0
