@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -194,7 +195,8 @@ def write_table(cases: list[dict], tmp: Path) -> None:
     md += "\n".join(f"| {family} | " + " | ".join(str(n) for n in row) + f" | {row.sum()} |"
                     for family, row in table.iterrows())
     md += "\n| all | " + " | ".join(str(n) for n in table.sum()) + f" | {len(cases)} |"
-    md = md.replace(str(tmp), "<tmp>").replace(f"{ROOT}/", "")  # the same on every machine
+    label = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", str(tmp)).strip("._")  # tmp in a cache's name
+    md = md.replace(str(tmp), "<tmp>").replace(label, "<tmp>").replace(str(ROOT), "<kit>")  # the same on every machine
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bad_inputs.md").write_text(md + "\n")
     print(md)
@@ -222,11 +224,14 @@ FAMILY_OF = [
 OUTCOMES = ("handled", "refused, fix named", "refused, no fix named", "wrong", "skipped")
 # Words by which a refusal names its fix (a command, a value to give, what to change), and the
 # markers by which a row's own check reports a wrong result (each row checks what it must).
-FIX_WORDS = ("run ", "rerun", "install", "choose", "give ", "rename", "set ", "free space", "repair",
-             "restore", "use ", "delete", "pass ", "copy ", "wait ", "point ", "move ", "make it",
-             "take it back", "write it again", "drop ", "fill ", "download it", "correct ", "convert ",
-             "e.g.", "must ", "needs ", "expected ", "did you mean", "allowed:", "accepts:", "presets:",
-             "notebooks:", "git checkout", "unpack")
+FIX_PHRASES = (
+    r"run (it |the same command )?again", r"rerun", r"python -m llmrec", r"make \w+", r"install", r"choose",
+    r"give", r"rename", r"set \w+", r"free space", r"repair", r"restore", r"use", r"delete", r"pass",
+    r"copy", r"wait", r"point", r"move", r"make it", r"take it back", r"write it again", r"drop",
+    r"fill", r"download it", r"correct", r"convert", r"write every", r"e\.g\.", r"must", r"needs",
+    r"did you mean", r"allowed:", r"accepts:", r"presets:", r"notebooks:", r"git checkout", r"unpack",
+    r"add it", r"fix the", r"expected an?")
+FIX_WORDS = re.compile(r"(?<!\w)(?:" + "|".join(FIX_PHRASES) + r")(?!\w)", re.IGNORECASE)  # whole words
 WRONG_MARKS = ("NOT NOTICED", "NOT REFUSED", "CHANGED", "THE SAME KEY", "(nowhere)")
 
 
@@ -239,7 +244,7 @@ def outcome_of(text: str) -> str:
         return "skipped"
     if text.startswith("ok") and not text.startswith("ok: exit 1,"):  # exit 1: the command refused
         return "handled"
-    return "refused, fix named" if any(w in text.lower() for w in FIX_WORDS) else "refused, no fix named"
+    return "refused, fix named" if FIX_WORDS.search(text) else "refused, no fix named"
 
 
 def family_of(what: str) -> str:
@@ -354,8 +359,8 @@ def more_cases(case, tmp, smoke):
         ["course", "--preset", _write(tmp / "elsewhere" / "laptop.yaml", "common: {SEED: 1}\n")]),
          "preset and papermill values")
     # ---- environment
-    case("a read-only shared LLMREC_DATA_DIR holding the prebuilt caches: course smoke --only 00 "
-         "(was: a 57-line traceback)", lambda: _read_only_cache(tmp, built=True), "environment")
+    case("a read-only shared LLMREC_DATA_DIR holding the prebuilt caches: course smoke --only 01, which "
+         "reads its split there (was: a 57-line traceback)", lambda: _read_only_cache(tmp, built=True), "environment")
     case("a read-only shared LLMREC_DATA_DIR without the split a notebook needs",
          lambda: _read_only_cache(tmp, built=False), "environment")
     case("a full disk while papermill saves the executed notebook (was: 68 lines, a cut notebook left)",
@@ -402,8 +407,9 @@ def _write(path, text):
 def _stale_lock(tmp, how):
     from llmrec.course import runner
 
+    _own_folders(runner, tmp / f"lock-{how}")  # the checkout's runs/ and results/ untouched
     lock = runner.runs_dir("smoke").parent / ".smoke.lock"
-    had = lock.read_text() if lock.exists() else None
+    lock.parent.mkdir(parents=True, exist_ok=True)
     if how == "killed":
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
@@ -415,12 +421,18 @@ def _stale_lock(tmp, how):
     runner._execute = lambda nb, *a, **k: ran.append(nb.stem)
     try:
         runner.run_course("smoke", only=["00"])
+        released = not lock.exists()
     finally:
         runner._execute = real
-        lock.unlink(missing_ok=True)
-        if had is not None:
-            lock.write_text(had)
-    return f"taken over: the run went on ({', '.join(ran)}), the lock released after it"
+    return f"taken over: the run went on ({', '.join(ran)}), the lock {'released' if released else 'KEPT'} after it"
+
+
+def _own_folders(runner, root):
+    """runs/ and results/ of this process's runs under `root`, not in the checkout."""
+    from llmrec.course import parameters
+
+    runner.runs_dir = parameters.runs_dir = lambda preset: root / "runs" / preset
+    runner.results_dir = parameters.results_dir = lambda preset: root / "results" / preset
 
 
 def _by_hand_beside_a_run(tmp):
@@ -545,15 +557,15 @@ def _read_only_cache(tmp, built):
     cache.mkdir()
     env = f"LLMREC_DATA_DIR={cache}"
     if built:  # the classroom's caches, built once where they could be written
-        subprocess.run(f"{env} {sys.executable} -m llmrec course --preset smoke --only 00", shell=True,
+        subprocess.run(f"{env} {sys.executable} -m llmrec course --preset smoke --only 01", shell=True,
                        cwd=ROOT, capture_output=True, check=True)
-        step = f"{env} {sys.executable} -m llmrec course --preset smoke --only 00"
+        step = f"{env} {sys.executable} -m llmrec course --preset smoke --only 01"
     else:
         step = (f"{env} {sys.executable} -c \"from llmrec.splits import ensure_processed; "
                 "ensure_processed('movielens-small', max_users=41, seed=0)\"")
     proc = _unshared(step, f"mount --bind {cache} {cache} && mount -o remount,bind,ro {cache}")
     if proc.returncode == 0:
-        return "ran from the read-only caches"
+        return f"ran from the read-only caches ({proc.stdout.count('done in')} notebook)"
     raise RuntimeError([ln for ln in proc.stderr.splitlines() if ln.strip()][-1])
 
 

@@ -285,7 +285,8 @@ def test_sigterm_to_the_course_command_leaves_nothing_running(tmp_path):
     assert alive == []
     _, err = proc.communicate(timeout=20)
     said = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and "course [" not in ln]
-    assert proc.returncode == 143 and said[-1].startswith("stopped (SIGTERM)"), said[-8:]  # no traceback after it
+    assert proc.returncode == 143 and said[-1].startswith("stopped (SIGTERM)"), said[-8:]
+    assert "Traceback" not in err and "Task exception" not in err, said[-8:]
 
 
 def test_leftovers_of_a_killed_build_are_swept_and_a_live_ones_kept(tmp_path):
@@ -446,6 +447,15 @@ def test_a_read_only_data_cache_moves_the_scratch_space_not_the_caches(tmp_path,
     assert not paths.scratch_dir().is_relative_to(shared)
     assert paths.scratch_dir().name.startswith("llmrec-")
     assert paths.processed_dir() == shared / "processed"
+    # the usual private folder made by someone else (here: writable by all): not used
+    monkeypatch.setattr(paths.tempfile, "gettempdir", lambda: str(tmp_path / "sys-tmp"))
+    monkeypatch.setattr(paths, "_PRIVATE", {})
+    (tmp_path / "sys-tmp").mkdir()
+    planted = tmp_path / "sys-tmp" / paths.scratch_dir().name
+    assert planted.stat().st_mode & 0o777 == 0o700  # made private
+    planted.chmod(0o777)
+    fresh = paths.scratch_dir()
+    assert fresh != planted and fresh.parent == tmp_path / "sys-tmp" and fresh.stat().st_mode & 0o777 == 0o700
 
 
 def test_a_full_disk_while_papermill_saves_leaves_no_cut_notebook(tmp_path, monkeypatch):
@@ -565,8 +575,26 @@ def test_a_relative_data_path_is_read_from_where_the_command_was_run(tmp_path, m
     monkeypatch.chdir(repo_root() / "notebooks")  # where the runner's kernel runs
     monkeypatch.setenv(ENV_RUN_FROM, str(mine))
     assert len(data.load_custom("d/r.csv", "d/i.csv").ratings) == 2
-    with pytest.raises(FileNotFoundError, match=r"d/nope.csv does not exist \(looked for it in .*notebooks.*me/d"):
+    with pytest.raises(FileNotFoundError, match=r"d/nope.csv does not exist \(looked for it in .*me/d.*notebooks"):
         data.load_custom("d/nope.csv", "d/i.csv")
+    (repo_root() / "notebooks" / "d").mkdir()  # a file of the same name where the kernel runs
+    try:
+        (repo_root() / "notebooks" / "d" / "r.csv").write_text("user,item,rating,timestamp\nu,a,4,1\n")
+        assert len(data.load_custom("d/r.csv", "d/i.csv").ratings) == 2  # the user's, not the kit's
+    finally:
+        import shutil
+        shutil.rmtree(repo_root() / "notebooks" / "d")
+
+
+def test_the_runner_run_directly_reads_relative_data_paths_from_where_it_is_run(tmp_path, monkeypatch):
+    from llmrec.paths import ENV_RUN_FROM
+
+    monkeypatch.delenv(ENV_RUN_FROM, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert runner.main(["--list"]) == 0
+    import os
+    assert os.environ[ENV_RUN_FROM] == str(tmp_path)
+    monkeypatch.delenv(ENV_RUN_FROM)
 
 
 def test_the_bad_input_table_in_benchmarks_readme_agrees_with_itself_and_the_rule():
@@ -597,3 +625,20 @@ def test_the_bad_input_table_in_benchmarks_readme_agrees_with_itself_and_the_rul
         assert counts[family] == [got.count(o) for o in bad_inputs.OUTCOMES] + [len(got)]
     assert counts["all"][bad_inputs.OUTCOMES.index("wrong")] == 0
     assert counts["all"][bad_inputs.OUTCOMES.index("refused, no fix named")] == 0
+
+
+def test_a_layer_cache_an_earlier_kit_made_under_a_hub_id_is_still_found(tmp_path):
+    """Hub ids ('meta-llama/Llama-2-7b-hf') made a sub-folder before the label was cleaned: those
+    (costly) caches are found, not recomputed."""
+    from llmrec.cache import cached_hidden
+    from llmrec.lm import load_lm
+
+    lm = load_lm("tiny-llama")
+    folder = tmp_path / "layer-cache"
+    cached_hidden(lm, 1, [[1, 2, 3]], name="org/model", folder=folder, verbose=False)
+    made = next(folder.glob("org_model-*"))
+    old = folder / "org" / made.name.removeprefix("org_")
+    old.parent.mkdir()
+    made.rename(old)  # where the earlier kit put it
+    hidden = cached_hidden(lm, 1, [[1, 2, 3]], name="org/model", folder=folder)
+    assert len(hidden) == 1 and not list(folder.glob("org_model-*"))  # loaded, not rebuilt

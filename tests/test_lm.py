@@ -1,6 +1,7 @@
 import dataclasses
 import importlib.util
 import json
+import os
 
 import numpy as np
 import pytest
@@ -520,6 +521,19 @@ def test_a_converted_model_folder_that_does_not_match_its_source_is_rebuilt(tmp_
     from llmrec.io import sha256_file
     record = json.loads((folder / lm_mod.MADE_FROM).read_text())
     assert sha256_file(weights) == record["files"]["model.safetensors"]["sha256"]  # rebuilt whole
+
+    # a record an older kit wrote (sizes only): trusted by size as before, its digests added
+    record = json.loads((folder / lm_mod.MADE_FROM).read_text())
+    record["files"] = {name: stamp["size"] for name, stamp in record["files"].items()}
+    (folder / lm_mod.MADE_FROM).write_text(json.dumps(record))
+    lm_mod.packaged_model_folder("smollm2-135m")
+    upgraded = json.loads((folder / lm_mod.MADE_FROM).read_text())["files"]["model.safetensors"]
+    assert len(made) == 4 and upgraded["sha256"] == sha256_file(weights)
+    # the same bytes with another time (a copy without its times): read once, then stamped again
+    os.utime(weights, ns=(1, 1))
+    lm_mod.packaged_model_folder("smollm2-135m")
+    assert len(made) == 4
+    assert json.loads((folder / lm_mod.MADE_FROM).read_text())["files"]["model.safetensors"]["mtime_ns"] == 1
 
     # a new version of the package (another GGUF file size)
     gguf.write_bytes(b"GGUF" + b"\0" * 200)

@@ -260,7 +260,7 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
     """compute_hidden, stored on disk with a manifest (model weights, layer, token ids, dtype,
     autocast): a later call with the same inputs loads it, whatever `name` it gives (the name
     only labels the folder; notebooks 03, 04 and 05 share one cache of the same prompts; the
-    folder, processed_dir()/layer-cache/<name>-<digest>, is not printed: one short line each);
+    folder, processed_dir()/layer-cache/<name, as a file name>-<digest>, is not printed: one short line each);
     anything different (another template, layer, model or set of examples) builds a new one. A damaged cache (unreadable, or a wrong
     count or shape of states) is rebuilt, never used."""
     key = cache_key(lm, top_layers, encodings, dtype, autocast)
@@ -268,10 +268,15 @@ def cached_hidden(lm, top_layers: int, encodings: list[list[int]], *, name: str,
     folder = folder or processed_dir() / "layer-cache"
     # the name only labels the folder: a model named by its path ("/home/me/mine-packed") must
     # not move the cache out of `folder`, nor nest it in sub-folders
-    label = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("._") or "cache"
+    label = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("._")[-120:] or "cache"
     path = folder / f"{label}-{digest}"
-    if not path.exists():  # the same states made under another name (another notebook's)
-        path = next((p for p in sorted(folder.glob(f"*-{digest}")) if p.is_dir()), path)
+    if not path.exists():  # the same states made under another name (another notebook's), or
+        # under the name as given by an earlier kit (a hub id's '/' made a sub-folder)
+        made = [p for p in sorted(folder.glob(f"*-{digest}")) if p.is_dir()]
+        before = folder / f"{name}-{digest}"
+        if before.resolve().is_relative_to(folder.resolve()) and before.is_dir():
+            made.insert(0, before)
+        path = made[0] if made else path
     try:
         hidden = _load_checked(path, key, encodings, lm.hidden_size)
     except ValueError as e:

@@ -34,7 +34,7 @@ from torch import nn
 
 from .batching import pad_batch
 from .cache import cached_hidden, top_layers_body
-from .io import atomic_dir, sha256_file
+from .io import atomic_dir, atomic_path, sha256_file
 from .packaged_models import PACKAGED_MODELS, locate_packaged_model, verify_packaged_file
 from .paths import model_dir, repo_root
 from .prompts import build_prompts, item_texts
@@ -217,24 +217,32 @@ def _converted_mismatch(folder: Path, made_from: dict) -> str | None:
         return f"has no readable {MADE_FROM} (it was not converted by the kit, or not finished)"
     if recorded != made_from:
         return f"was made from {recorded}, not from {made_from}"
+    restamped = {}
     for name, stamp in files.items():
-        if not isinstance(stamp, dict) or not {"size", "sha256", "mtime_ns"} <= set(stamp):
-            return f"has no digest of {name} in {MADE_FROM} (an older kit converted it)"
+        size = stamp.get("size") if isinstance(stamp, dict) else stamp  # an older kit: the size alone
         path = folder / name
-        if not path.is_file() or path.stat().st_size != stamp["size"]:
+        if not path.is_file() or path.stat().st_size != size:
             got = path.stat().st_size if path.is_file() else "missing"
-            return f"holds {name} with {got} bytes where the conversion wrote {stamp['size']}"
-        # a file written since has another time: only then are its bytes read again
-        if path.stat().st_mtime_ns != stamp["mtime_ns"] and sha256_file(path) != stamp["sha256"]:
-            return f"holds {name} with other bytes than the conversion wrote (the same size, another digest)"
+            return f"holds {name} with {got} bytes where the conversion wrote {size}"
+        if not isinstance(stamp, dict) or "sha256" not in stamp:
+            restamped[name] = _file_stamp(path)  # its digest from now on
+        elif path.stat().st_mtime_ns != stamp.get("mtime_ns"):  # written since (or copied): read again
+            digest = sha256_file(path)
+            if digest != stamp["sha256"]:
+                return f"holds {name} with other bytes than the conversion wrote (the same size, another digest)"
+            restamped[name] = _file_stamp(path, digest)  # the same bytes: not read again next time
     if "model.safetensors" not in files or "config.json" not in files:
         return "lacks model.safetensors or config.json"
+    if restamped:  # best effort: a read-only models folder is checked the same way next time
+        with contextlib.suppress(OSError), atomic_path(folder / MADE_FROM) as tmp:
+            tmp.write_text(json.dumps({**record, "files": {**files, **restamped}}, indent=2) + "\n")
     return None
 
 
-def _file_stamp(path: Path) -> dict:
+def _file_stamp(path: Path, digest: str | None = None) -> dict:
     """What a converted file is checked against: its size, its bytes' digest and its time."""
-    return {"size": path.stat().st_size, "sha256": sha256_file(path), "mtime_ns": path.stat().st_mtime_ns}
+    return {"size": path.stat().st_size, "sha256": digest or sha256_file(path),
+            "mtime_ns": path.stat().st_mtime_ns}
 
 
 def _family_of(config) -> str:

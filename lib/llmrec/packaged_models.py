@@ -83,8 +83,10 @@ def verify_packaged_file(alias: str, folder: Path) -> None:
     entry = _recorded(alias, path)
     if entry is None or entry.hash is None or entry.hash.mode != "sha256":
         return
+    h = hashlib.sha256()  # (hashlib.file_digest is Python 3.11+; the kit runs on 3.10)
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").digest()
-    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry.hash.value:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode() != entry.hash.value:
         raise FileNotFoundError(f"{path} holds other bytes than its package installed (its sha256 "
                                 f"differs from the package's RECORD): repair it: {_reinstall(alias)}")

@@ -1,10 +1,13 @@
 """Where the kit reads and writes: resolved from the repository root or environment variables,
-never from the working directory (notebooks run from notebooks/, tests from the root)."""
+never from the working directory (notebooks run from notebooks/, tests from the root). A user's
+own data files are the exception: a relative path is read from where the user ran the command
+(`data_path_candidates`)."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -49,7 +52,28 @@ def scratch_dir() -> Path:
     inside = cache_dir() / "tmp" / user
     if _can_write(inside):
         return inside
-    return Path(tempfile.gettempdir()) / f"llmrec-{user}"
+    return _private_temp(user)
+
+
+_PRIVATE: dict[str, Path] = {}  # a fresh private folder, when the usual one is not safely ours
+
+
+def _private_temp(user: str) -> Path:
+    """llmrec-<user> in the system's temporary folder, made private (0700); one that another
+    user made or can write (a shared machine: the kernels' keys and torch's compiled code go
+    there) is not used: this process gets a fresh private folder instead."""
+    folder = Path(tempfile.gettempdir()) / f"llmrec-{user}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & 0o022 and (
+                not hasattr(os, "getuid") or st.st_uid == os.getuid()):
+            return folder
+    except OSError:
+        pass
+    if user not in _PRIVATE:
+        _PRIVATE[user] = Path(tempfile.mkdtemp(prefix=f"llmrec-{user}-"))
+    return _PRIVATE[user]
 
 
 def _can_write(path: Path) -> bool:
@@ -106,13 +130,16 @@ ENV_RUN_FROM = "LLMREC_RUN_FROM"  # set by `python -m llmrec`: the folder the us
 
 
 def data_path_candidates(path: str | os.PathLike) -> list[Path]:
-    """Where a user's relative data path is looked for, in order: the working directory, the
-    folder `python -m llmrec` was run from (its steps run in the kit's root, its notebooks in
-    notebooks/), the kit's root (a path written from the root, as in README's papermill call)."""
+    """Where a user's relative data path is looked for, in order: the folder the course command
+    (`python -m llmrec course` or `python -m llmrec.course`) was run from — its steps run in the
+    kit's root, its notebooks in notebooks/ —, the working directory, the kit's root (a path
+    written from the root, as in README's papermill call)."""
     p = Path(path).expanduser()
     if p.is_absolute():
         return [p]
-    bases = [Path.cwd(), *([Path(os.environ[ENV_RUN_FROM])] if os.environ.get(ENV_RUN_FROM) else []),
+    # the folder the user ran the command from comes first: the working directory is the kit's
+    # choice then (its root for a step, notebooks/ for a kernel)
+    bases = [*([Path(os.environ[ENV_RUN_FROM])] if os.environ.get(ENV_RUN_FROM) else []), Path.cwd(),
              repo_root()]
     return list(dict.fromkeys(base / p for base in bases))
 

@@ -48,8 +48,9 @@ def load_preset(name_or_path: str) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise PresetError(f"{path} is not valid YAML{where}: "
-                          f"{getattr(e, 'problem', None) or e}") from None
+        raise PresetError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}. "
+                          "Correct the file there (an unclosed bracket or quote, a tab for indenting, "
+                          "a missing space after ':'), then run again") from None
     if not isinstance(preset, dict):
         raise PresetError(f"{path}: a preset must be a mapping (description, requires_models, "
                           f"common, notebooks), found a {type(preset).__name__}")

@@ -1,6 +1,7 @@
 """One run owns a preset's folders: runs/<preset>/ and results/<preset>/ belong to one run of the
 course at a time, and a notebook run by hand (papermill, Jupyter) does not write into them while
-a run of the course does. The lock is runs/.<preset>.lock, outside the folders --fresh removes."""
+a run of the course does. The lock is runs/.<preset>.lock, outside the folders --fresh removes.
+The guard is one way: a notebook started by hand before a course run is not seen by that run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): no guard
+    fcntl = None
 
 from ..presets import PresetError
 
@@ -38,6 +44,20 @@ def _in_use_message(runs: Path, holder: int) -> str:
 
 
 @contextlib.contextmanager
+def _takeover_guard(lock: Path) -> Iterator[None]:
+    """An exclusive OS lock while the run lock is examined and taken (POSIX; elsewhere none)."""
+    if fcntl is None:
+        yield
+        return
+    with open(lock.with_name(lock.name + ".guard"), "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def one_run(runs: Path) -> Iterator[None]:
     """The folders of `runs`' preset are this run's alone within the block: a second run is
     refused with the first's pid, before it writes or removes anything (--fresh included). A
@@ -48,15 +68,16 @@ def one_run(runs: Path) -> Iterator[None]:
     mine = lock.with_name(f"{lock.name}.{os.getpid()}")
     mine.write_text(json.dumps(me))
     try:
-        while True:
-            try:
-                os.link(mine, lock)  # appears whole, and only if no other run holds it
-                break
-            except FileExistsError:
-                holder = lock_holder(runs)
-                if holder is not None:
-                    raise PresetError(_in_use_message(runs, holder)) from None
-                lock.unlink(missing_ok=True)  # left by a run that ended without removing it
+        with _takeover_guard(lock):  # two runs never both judge the same lock stale and remove it
+            while True:
+                try:
+                    os.link(mine, lock)  # appears whole, and only if no other run holds it
+                    break
+                except FileExistsError:
+                    holder = lock_holder(runs)
+                    if holder is not None:
+                        raise PresetError(_in_use_message(runs, holder)) from None
+                    lock.unlink(missing_ok=True)  # left by a run that ended without removing it
     finally:
         mine.unlink(missing_ok=True)
     try:

@@ -34,8 +34,16 @@ from tqdm.auto import tqdm
 
 from ..io import atomic_path, write_json
 from ..lm import check_model
-from ..packaged_models import locate_packaged_model
-from ..paths import list_notebooks, notebooks_dir, presets_dir, results_dir, runs_dir, scratch_dir
+from ..packaged_models import locate_packaged_model, verify_packaged_file
+from ..paths import (
+    ENV_RUN_FROM,
+    list_notebooks,
+    notebooks_dir,
+    presets_dir,
+    results_dir,
+    runs_dir,
+    scratch_dir,
+)
 from ..presets import PresetError, list_presets, load_preset
 from .lock import one_run
 from .parameters import (
@@ -56,6 +64,12 @@ class Stopped(KeyboardInterrupt):
     terminal closed): it ends as after a Ctrl-C, its kernel shut down, nothing left running."""
 
 
+def _quiet_cut_off_cell() -> None:
+    """The kernel's cell task, cut off by a stop, would print "Task exception was never
+    retrieved" and a DeadKernelError traceback when it is collected: it is this stop."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 @contextlib.contextmanager
 def stop_on_signals():
     """Within it, SIGTERM and SIGHUP end the run the way Ctrl-C does (papermill shuts the kernel
@@ -65,6 +79,7 @@ def stop_on_signals():
     def stop(signum, frame):
         for n in names:  # once: a second signal must not break the kernel's shutdown
             signal.signal(getattr(signal, n), signal.SIG_IGN)
+        _quiet_cut_off_cell()
         raise Stopped(signal.Signals(signum).name)
 
     previous = {n: signal.signal(getattr(signal, n), stop) for n in names}
@@ -97,7 +112,7 @@ def preflight(cfg: dict, plan: dict[str, dict], notebooks: list[Path]) -> None:
     errors = []
     for alias in cfg["requires_models"]:
         try:
-            locate_packaged_model(alias)
+            verify_packaged_file(alias, locate_packaged_model(alias))  # its bytes: 0.1-0.2 s
         except (FileNotFoundError, ValueError) as e:
             errors.append(str(e))
     problems = {}  # model name: what is wrong with it (None: fine), each checked once
@@ -230,10 +245,12 @@ def _run_notebooks(cfg: dict, notebooks: list[Path], plan: dict, preset_text: st
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             out.unlink(missing_ok=True)
+            where = Path(e.filename).parent if getattr(e, "filename", None) else out.parent
+            full = (f"your disk quota on {where} is used up" if e.errno == errno.EDQUOT else
+                    f"the disk holding {where} is full ({shutil.disk_usage(where).free >> 20} MB free)")
             raise NotebookFailed(
-                f"{nb.name}: the disk holding {out.parent} is full ({shutil.disk_usage(out.parent).free >> 20} "
-                f"MB free) while papermill saved the executed copy; the cut copy was removed. Free "
-                f"space there, then run the same command again.") from None
+                f"{nb.name}: {full} while the run wrote {e.filename or out}; the cut copy of the "
+                f"executed notebook was removed. Free space there, then run the same command again.") from None
         except pm.PapermillExecutionError as e:
             first_line = (e.source or "").strip().splitlines()[:1]
             raise NotebookFailed(
@@ -262,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="first remove runs/<preset> and results/<preset> (stored points too)")
     args = parser.parse_args(argv)
+    # a relative data path in the preset is read from here, where the user runs the course
+    # (`python -m llmrec course` has set it already); the kernels inherit it
+    os.environ.setdefault(ENV_RUN_FROM, os.getcwd())
     try:
         if args.list:
             for nb in list_notebooks():
@@ -274,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
-        # the kernel's cell task, cut off by the stop, would print "Task exception was never
-        # retrieved" and a DeadKernelError traceback as the interpreter exits: it is this stop
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        _quiet_cut_off_cell()
         how = f"stopped ({e})" if isinstance(e, Stopped) else "interrupted"
         print(f"{how}: notebooks that finished are kept in runs/; rerun the same command to "
               "go on", file=sys.stderr)
