@@ -8,6 +8,7 @@ Every case runs in a temporary folder (LLMREC_DATA_DIR) and leaves the checkout 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -407,32 +408,38 @@ def _write(path, text):
 def _stale_lock(tmp, how):
     from llmrec.course import runner
 
-    _own_folders(runner, tmp / f"lock-{how}")  # the checkout's runs/ and results/ untouched
-    lock = runner.runs_dir("smoke").parent / ".smoke.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    if how == "killed":
-        dead = subprocess.Popen([sys.executable, "-c", "pass"])
-        dead.wait()
-        lock.write_text(json.dumps({"pid": dead.pid, "started": time.time() - 5}))
-    else:
-        lock.write_text('{"pid": 12')
-    real = runner._execute
-    ran = []
-    runner._execute = lambda nb, *a, **k: ran.append(nb.stem)
-    try:
-        runner.run_course("smoke", only=["00"])
-        released = not lock.exists()
-    finally:
-        runner._execute = real
+    with _own_folders(runner, tmp / f"lock-{how}"):  # the checkout's runs/ and results/ untouched
+        lock = runner.runs_dir("smoke").parent / ".smoke.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        if how == "killed":
+            dead = subprocess.Popen([sys.executable, "-c", "pass"])
+            dead.wait()
+            lock.write_text(json.dumps({"pid": dead.pid, "started": time.time() - 5}))
+        else:
+            lock.write_text('{"pid": 12')
+        real = runner._execute
+        ran = []
+        runner._execute = lambda nb, *a, **k: ran.append(nb.stem)
+        try:
+            runner.run_course("smoke", only=["00"])
+            released = not lock.exists()
+        finally:
+            runner._execute = real
     return f"taken over: the run went on ({', '.join(ran)}), the lock {'released' if released else 'KEPT'} after it"
 
 
+@contextlib.contextmanager
 def _own_folders(runner, root):
-    """runs/ and results/ of this process's runs under `root`, not in the checkout."""
+    """Within it, runs/ and results/ of this process's runs are under `root`, not in the checkout."""
     from llmrec.course import parameters
 
+    real = runner.runs_dir, runner.results_dir, parameters.runs_dir, parameters.results_dir
     runner.runs_dir = parameters.runs_dir = lambda preset: root / "runs" / preset
     runner.results_dir = parameters.results_dir = lambda preset: root / "results" / preset
+    try:
+        yield
+    finally:
+        runner.runs_dir, runner.results_dir, parameters.runs_dir, parameters.results_dir = real
 
 
 def _by_hand_beside_a_run(tmp):
