@@ -1,0 +1,149 @@
+"""Which precision the frozen pass runs in: chosen by measuring on this machine, not assumed.
+
+bf16 autocast ran SmolLM2's frozen layers 1.66x faster than fp32 on an AMD EPYC with AVX512-BF16,
+and 3.5x *slower* on an Intel Xeon without it. `PRECISION = "auto"` therefore times a few batches
+of the real frozen pass in both precisions, interleaved, and takes bf16 only when it is faster by
+a clear margin *and* its states agree with fp32's on the same batches. The answer is remembered
+per machine, model and split layer (a few seconds once), and every cache is keyed by the
+precision that made it, so an fp32 run is never served bf16 states.
+
+    choice = choose_precision(PRECISION, lm, TOP_LAYERS, encodings)
+    hidden = cached_hidden(lm, TOP_LAYERS, encodings, name=..., autocast=choice.autocast)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .cache import compute_hidden
+from .io import write_json
+from .lm import model_identity
+from .paths import cache_dir
+
+PRECISIONS = ("auto", "fp32", "bf16")
+MARGIN = 1.15  # bf16 must be at least this much faster than fp32 (timings on 2 cores vary by ~5%)
+MIN_COSINE = 0.995  # and each token's bf16 state this close to fp32's (SmolLM2 on an EPYC: 0.998)
+
+
+@dataclass
+class PrecisionChoice:
+    precision: str  # "fp32" or "bf16"
+    reason: str
+    speedup: float | None = None  # fp32 seconds / bf16 seconds, as measured
+    min_cosine: float | None = None  # the lowest cosine between a token's bf16 and fp32 states
+
+    @property
+    def autocast(self) -> bool:
+        """What cached_hidden / compute_hidden take: bf16 autocast or exact fp32."""
+        return self.precision == "bf16"
+
+
+def check_precision(value) -> str:
+    if value not in PRECISIONS:
+        raise ValueError(f"PRECISION: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: 'auto' "
+                         "measures which is faster here and agrees with fp32; 'fp32' is exact")
+    return value
+
+
+def machine_id() -> str:
+    """This machine, as far as speed goes: the processor, its bf16 instructions, torch's version
+    and the number of threads it runs."""
+    model = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), "x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = " ".join(sorted(x for x in line.split(":", 1)[1].split()
+                                            if "bf16" in x or x.startswith("amx")))
+                    break
+    except OSError:
+        pass
+    return f"{model} [{flags or 'no bf16 flags'}] torch {torch.__version__} threads {torch.get_num_threads()}"
+
+
+def measure_frozen_pass(lm, top_layers: int, sample: list[list[int]], batch_size: int = 16,
+                        repeats: int = 3) -> dict:
+    """Seconds of the frozen pass over `sample` in fp32 and in bf16 autocast (median of
+    `repeats`, interleaved, after one untimed warm-up of each), and how far apart their states
+    are: the lowest cosine over every token, and the largest relative error of a token's state."""
+    def run(bf16: bool) -> tuple[float, list[torch.Tensor]]:
+        start = time.perf_counter()
+        states = compute_hidden(lm, top_layers, sample, batch_size, desc="timing", autocast=bf16)
+        return time.perf_counter() - start, states
+
+    run(False), run(True)  # warm-up: first calls pay for kernel selection and memory
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for bf16 in (False, True):
+            seconds, states = run(bf16)
+            times[bf16].append(seconds)
+            if bf16:
+                low = states
+            else:
+                exact = states
+    a, b = torch.cat(exact).float(), torch.cat(low).float()
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    relative = (a - b).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-12)
+    return {"fp32_s": statistics.median(times[False]), "bf16_s": statistics.median(times[True]),
+            "tokens": sum(len(e) for e in sample), "min_cosine": float(cosine.min()),
+            "max_relative_error": float(relative.max())}
+
+
+def _sample(encodings: list[list[int]], batch_size: int, batches: int, seed: int = 0) -> list[list[int]]:
+    """A few batches' worth of the real inputs (the same draw every time)."""
+    n = min(len(encodings), batch_size * batches)
+    return [encodings[i] for i in sorted(random.Random(seed).sample(range(len(encodings)), n))]
+
+
+def choose_precision(preference: str, lm, top_layers: int, encodings: list[list[int]], *,
+                     batch_size: int = 16, batches: int = 3,
+                     measure: Callable[..., dict] = measure_frozen_pass,
+                     folder: Path | None = None, verbose: bool = True) -> PrecisionChoice:
+    """PRECISION as asked ('fp32', 'bf16'), or for 'auto' the measured choice: bf16 where it is
+    at least MARGIN times faster than fp32 on this machine and its states agree (every token's
+    cosine >= MIN_COSINE), else fp32. Remembered in the data cache (precision/), per machine,
+    model and split layer; delete that folder to measure again."""
+    check_precision(preference)
+    if preference != "auto":
+        return PrecisionChoice(preference, "as PRECISION asks")
+    if lm.model.device.type != "cpu":  # a GPU's bf16 is the well-trodden case
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return PrecisionChoice("bf16" if bf16 else "fp32", f"auto on {lm.model.device.type}")
+    key = {"machine": machine_id(), "model": model_identity(lm.name), "top_layers": top_layers,
+           "batch_size": batch_size}
+    path = (folder or cache_dir() / "precision") / (
+        hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+    try:
+        measured = json.loads(path.read_text())["measured"]
+        remembered = True
+    except (OSError, ValueError, KeyError, TypeError):
+        measured = measure(lm, top_layers, _sample(encodings, batch_size, batches), batch_size)
+        remembered = False
+    speedup = measured["fp32_s"] / max(measured["bf16_s"], 1e-9)
+    agree = measured["min_cosine"] >= MIN_COSINE
+    precision = "bf16" if speedup >= MARGIN and agree else "fp32"
+    reason = (f"bf16 autocast ran the frozen layers {speedup:.2f}x as fast as fp32 on this machine "
+              f"(bf16 taken from {MARGIN:.2f}x), its states agreeing to a cosine of "
+              f"{measured['min_cosine']:.4f} (needed: {MIN_COSINE})")
+    choice = PrecisionChoice(precision, reason, speedup, measured["min_cosine"])
+    if not remembered:
+        os.makedirs(path.parent, exist_ok=True)
+        write_json(path, {"key": key, "measured": measured, "choice": asdict(choice)})
+    if verbose:
+        print(f"PRECISION auto -> {precision}: {reason}"
+              + (" (remembered)" if remembered else f" ({measured['tokens']:,} tokens timed)"))
+    return choice
