@@ -88,7 +88,9 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     table.to_csv(OUT / "frozen_pass.csv", index=False)
     print(f"\n{machine_id()}\n")
-    print(table.to_markdown(index=False))
+    print("| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns))
+    for row in table.itertuples(index=False):
+        print("| " + " | ".join(str(v) for v in row) + " |")
 
 
 if __name__ == "__main__":
