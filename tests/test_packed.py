@@ -23,6 +23,7 @@ from llmrec.packed import (
     collate_packed,
     predict_packed,
 )
+from llmrec.precision import PrecisionChoice
 from llmrec.splits import build_processed
 from llmrec.training import train_with_trainer
 
@@ -312,3 +313,25 @@ def test_predictions_come_back_in_the_order_of_the_slots_whatever_the_batching(l
     ids = rating_token_ids(lm.tokenizer)
     assert np.array_equal(slots.rating.to_numpy(), [{i: r + 1 for r, i in enumerate(ids)}[seqs.token_ids[s][k + 1]]
                                                      for s, k in zip(slots.seq, slots.slot)])
+
+
+def test_the_chosen_bf16_trains_and_predicts_on_the_cpu_close_to_fp32(lm, tmp_path):
+    # PRECISION's choice runs the Trainer's bf16 (an autocast on the CPU) and the predictions;
+    # the same seed in fp32 and bf16 must land close, not far apart
+    p = processed_of()
+    seqs = build_sequences(p, lm.tokenizer, window=8)
+    hidden = packed_inputs(lm, seqs)
+    train, val = PackedDataset(hidden, seqs.targets("train")), PackedDataset(hidden, seqs.targets("val"))
+    test = PackedDataset(hidden, seqs.targets("test"))
+    preds = {}
+    for precision in ("fp32", "bf16"):
+        choice = PrecisionChoice(precision, "as asked")
+        model = build_packed_model(lm, "regression", top_layers=2)
+        torch.manual_seed(0)
+        _, log = train_with_trainer(model, train, val, collate_packed, output_dir=tmp_path / precision,
+                                    epochs=1, lr=1e-3, batch_size=4, eval_points=2, precision=choice,
+                                    prediction_loss_only=True)
+        assert np.isfinite(log["eval_loss"].dropna()).all()
+        preds[precision], _ = predict_packed(model, test, autocast=choice.autocast)
+    assert np.isfinite(preds["bf16"]).all() and not np.array_equal(preds["bf16"], preds["fp32"])
+    np.testing.assert_allclose(preds["bf16"], preds["fp32"], atol=0.1)

@@ -300,7 +300,7 @@ def lm_point(lm, train_dataset, val_dataset, test_dataset, y_test, *, seed: int,
                                 output_dir=output_dir, lr=lr, batch_size=batch_size, seed=seed,
                                 max_steps=steps, precision=precision, eval_points=eval_points)
     train_seconds = time.perf_counter() - start
-    pred, _ = predict_dataset(model, test_dataset, collator_for(lm))
+    pred, _ = predict_dataset(model, test_dataset, collator_for(lm), autocast=str(precision) == "bf16")
     return {"n_train": n, "metrics": rating_metrics(y_test, pred),
             "curve": trainer_curve(log, batch_size), "train_seconds": train_seconds,
             "steps": steps}
@@ -341,7 +341,7 @@ def packed_point(lm, inputs, train_slots: pd.DataFrame, val_slots: pd.DataFrame,
                                 max_steps=steps, precision=precision, eval_points=eval_points,
                                 prediction_loss_only=True)
     train_seconds = time.perf_counter() - start
-    pred, _ = predict_packed(model, test)
+    pred, _ = predict_packed(model, test, autocast=str(precision) == "bf16")
     # examples seen = rating targets: a step of `batch_size` sequences holds this many on average
     per_step = batch_size * len(train_slots) / len(train)
     point = {"n_train": len(train_slots), "metrics": rating_metrics(test_slots["rating"].to_numpy(), pred),

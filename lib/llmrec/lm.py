@@ -567,7 +567,7 @@ class RatingModel(nn.Module):
 
 @torch.no_grad()
 def predict_with_share(model: RatingModel, lm: LoadedLM, dataset, collator,
-                       batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       batch_size: int = 64, autocast: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """predict_dataset's (expected ratings, scores), and per example the probability a
     decoder-only model gives the five rating tokens together out of its whole vocabulary: how
     much of its next token is a rating at all. The classification head reads only those five
@@ -579,7 +579,7 @@ def predict_with_share(model: RatingModel, lm: LoadedLM, dataset, collator,
     states = []  # the last-token states the head reads, batch by batch
     hook = model.score.register_forward_hook(lambda _m, args, _out: states.append(args[0].detach()))
     try:
-        pred, scores = predict_dataset(model, dataset, collator, batch_size=batch_size)
+        pred, scores = predict_dataset(model, dataset, collator, batch_size=batch_size, autocast=autocast)
     finally:
         hook.remove()
     head, ids = lm.model.get_output_embeddings(), torch.tensor(model.rating_ids)

@@ -364,14 +364,14 @@ def build_packed_model(lm: LoadedLM, head: str, *, top_layers: int | None = 2,
 
 
 def predict_packed(model, dataset: PackedDataset, collator=None, batch_size: int = 8,
-                   desc: str = "predicting"):
+                   desc: str = "predicting", autocast: bool = False):
     """Expected ratings and raw scores at every slot of `dataset`, in the order of the slots it
     was built from: training.predict_dataset over the sequences, shortest first (a batch of
     similar lengths carries little padding: about 18% fewer tokens on the laptop preset's
     sequences), then put back in order."""
     by_length = np.argsort(dataset.lengths(), kind="stable")
     pred, score = predict_dataset(model, Subset(dataset, by_length.tolist()), collator or collate_packed,
-                                  batch_size, desc)
+                                  batch_size, desc, autocast)
     counts = np.array([len(item[1]) for item in dataset.items])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
     rows = np.concatenate([dataset.order[starts[i]:starts[i] + counts[i]] for i in by_length])

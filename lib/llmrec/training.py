@@ -285,7 +285,7 @@ def training_arguments(*, output_dir, n_train: int, epochs: float = 1.0, lr: flo
         save_total_limit=2,
         load_best_model_at_end=best_by_checkpoints,
         metric_for_best_model="eval_loss" if best_by_checkpoints else None,
-        bf16=precision == "bf16", fp16=precision == "fp16",
+        bf16=str(precision) == "bf16", fp16=str(precision) == "fp16",  # str: a PrecisionChoice too
         seed=seed, data_seed=seed,
         report_to=[],
         remove_unused_columns=False,
@@ -363,8 +363,10 @@ def train_with_trainer(model, train_dataset, eval_dataset, collator, *, output_d
 
 
 @torch.no_grad()
-def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = "predicting"):
-    """Run `model` over a dataset; returns (expected ratings, raw scores) as NumPy arrays."""
+def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = "predicting",
+                    autocast: bool = False):
+    """Run `model` over a dataset; returns (expected ratings, raw scores) as NumPy arrays.
+    `autocast`: in bf16 autocast (the precision PRECISION chose: `choice.autocast`)."""
     model.eval()
     device = next(model.parameters()).device
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft-wrapped
@@ -372,7 +374,8 @@ def predict_dataset(model, dataset, collator, batch_size: int = 64, desc: str = 
     for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch.pop("labels", None)
-        out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = model(**{k: v.to(device) for k, v in batch.items()})["logits"].float().cpu()
         if "slot_index" in batch:  # packed sequences: one output per slot, padding dropped
             out = out[batch["slot_index"] >= 0]
         preds.append(base.expected_rating(out))
