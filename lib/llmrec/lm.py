@@ -745,18 +745,19 @@ def make_dataset(lm: LoadedLM, processed, examples, *, top_layers: int | None = 
                  name: str = "examples", history_genres: bool = True,
                  demonstrations: list[tuple[str, int]] | None = None,
                  extras: list[str] | None = None, batch_size: int = 16,
-                 answer_prefix: str = "") -> RatingDataset:
+                 answer_prefix: str = "", autocast: bool = False) -> RatingDataset:
     """The examples as a dataset for `lm`: token ids, or — when `top_layers` is set for a
     decoder-only or BERT-like encoder model — the cached hidden states entering its top
     `top_layers` layers (one cache per model, split layer, dtype and prompt tokens, shared by
-    every notebook that asks for the same prompts)."""
+    every notebook that asks for the same prompts). `autocast`: the frozen layers in bf16 autocast
+    (PRECISION's choice; its own cache)."""
 
     enc = prompt_encodings(lm, processed, examples, history_genres=history_genres,
                            demonstrations=demonstrations, extras=extras, answer_prefix=answer_prefix)
     labels = examples["rating"].to_numpy()
     if top_layers is None or lm.family not in CACHED_FAMILIES:
         return RatingDataset(enc, labels)
-    hidden = cached_hidden(lm, top_layers, enc, name=name, batch_size=batch_size)
+    hidden = cached_hidden(lm, top_layers, enc, name=name, batch_size=batch_size, autocast=autocast)
     return RatingDataset(hidden, labels, key="inputs_embeds")
 
 

@@ -321,12 +321,14 @@ class ClickConfig(TrainConfig):
     patience: int = 1
     history_len: int = 10
     lm_lr: float | None = None  # the language model's own tuned weights (not LoRA's); None: lr
+    autocast: bool = False  # the steps in bf16 autocast (PRECISION's choice for the encoder's model)
 
 
 @torch.no_grad()
 def score_impressions(model: ClickModel, items, impressions: pd.DataFrame, history_len: int,
-                      chunk: int = 256) -> list[np.ndarray]:
-    """Click scores of every candidate of every impression. Each needed item is encoded once."""
+                      chunk: int = 256, autocast: bool = False) -> list[np.ndarray]:
+    """Click scores of every candidate of every impression. Each needed item is encoded once
+    (in bf16 autocast with `autocast`)."""
     model.eval()
     index = _index(items)
     needed = sorted({index[i] for h, c in zip(impressions["history"], impressions["candidates"])
@@ -334,7 +336,8 @@ def score_impressions(model: ClickModel, items, impressions: pd.DataFrame, histo
     vecs = torch.zeros(len(items), model.history.proj.in_features)
     for s in range(0, len(needed), chunk):
         rows = torch.tensor(needed[s:s + chunk])
-        vecs[rows] = model.encode_items(items.batch(rows)).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            vecs[rows] = model.encode_items(items.batch(rows)).float()
     out = []
     for s in range(0, len(impressions), chunk):
         part = impressions.iloc[s:s + chunk]
@@ -346,10 +349,10 @@ def score_impressions(model: ClickModel, items, impressions: pd.DataFrame, histo
 
 
 def evaluate(model: ClickModel, items, impressions: pd.DataFrame, history_len: int,
-             per_impression: bool = False):
+             per_impression: bool = False, autocast: bool = False):
     """AUC, MRR, nDCG@5 and nDCG@10 averaged over the impressions; with per_impression, the
     table of each impression's values instead (for intervals over impressions)."""
-    scores = score_impressions(model, items, impressions, history_len)
+    scores = score_impressions(model, items, impressions, history_len, autocast=autocast)
     if per_impression:
         return impression_table(list(impressions["labels"]), scores)
     return impression_metrics(list(impressions["labels"]), scores)
@@ -395,9 +398,10 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
         for s in range(0, len(order), config.batch_size):
             part = train.iloc[order[s:s + config.batch_size]]
             inputs, history, cands = make_batch(part, items, index, config.history_len)
-            scores = model(inputs, history, cands)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.autocast):
+                scores = model(inputs, history, cands)
             target = torch.tensor([labels.index(1) for labels in part["labels"]])
-            loss = nn.functional.cross_entropy(scores, target)
+            loss = nn.functional.cross_entropy(scores.float(), target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -407,7 +411,7 @@ def train_click_model(model: ClickModel, items, train: pd.DataFrame, val: pd.Dat
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             if config.max_steps and step >= config.max_steps:
                 break
-        val_auc = evaluate(model, items, val, config.history_len)["auc"]
+        val_auc = evaluate(model, items, val, config.history_len, autocast=config.autocast)["auc"]
         rows.append({"epoch": epoch, "step": step, "examples_seen": step * config.batch_size,
                      "train_loss": float(np.mean(losses)), "val_auc": val_auc,
                      "seconds": time.perf_counter() - start})

@@ -161,6 +161,10 @@ def choose_precision(preference: str, lm, top_layers: int, encodings: list[list[
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return PrecisionChoice("bf16" if bf16 else "fp32", f"auto on {lm.model.device.type}",
                                device=lm.model.device.type)
+    if lm.family not in ("causal", "encoder"):  # a seq2seq model's frozen pass is not cached
+        return PrecisionChoice("fp32", f"auto: {lm.family} models run exact fp32 on the CPU (bf16 "
+                               "is measured only for the cached frozen pass of decoder-only and "
+                               "encoder models)")
     key = {"machine": machine_id(), "model": model_identity(lm.name), "top_layers": top_layers,
            "batch_size": batch_size}
     path = (folder or cache_dir() / "precision") / (

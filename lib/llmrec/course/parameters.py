@@ -21,6 +21,7 @@ import papermill as pm
 
 from ..efficiency import check_fractions
 from ..paths import list_notebooks, notebooks_dir, results_dir, runs_dir
+from ..precision import PRECISIONS
 from ..presets import PresetError, load_preset
 from .lock import check_not_in_use
 
@@ -79,7 +80,7 @@ def _numbers(value) -> list[tuple]:
 def value_errors(stem: str, name: str, value) -> list[str]:
     """What a value of the right type still cannot be, by what its parameter means: a learning
     rate (a name with the word LR) is a number > 0 wherever it sits; a seed lies in numpy's range;
-    MAX_USERS is a positive whole number or None; FRACTIONS lie in (0, 1] and hold 1.0 (the
+    MAX_USERS is a positive whole number or None; PRECISION one of llmrec.precision's; FRACTIONS lie in (0, 1] and hold 1.0 (the
     full-data point every curve is read against)."""
     where = f"{stem}.{name}"
     if name == "MAX_USERS" and value is not None and (
@@ -90,6 +91,9 @@ def value_errors(stem: str, name: str, value) -> list[str]:
         bad = [(k, v) for k, v in _numbers(value) if not (v > 0 and math.isfinite(v))]
         return [f"{where}: {v!r}" + (f" (for {k!r})" if isinstance(k, str) else "")
                 + " must be greater than 0 (a learning rate)" for k, v in bad]
+    if name == "PRECISION" and value not in PRECISIONS:
+        return [f"{where}: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: 'auto' measures "
+                "which is faster on this machine and agrees with fp32; 'fp32' is exact"]
     if name == "SEED" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         return [f"{where}: {value!r} must lie between 0 and {SEED_RANGE[1]} (numpy's seeds)"]
     if name in ("FRACTIONS", "LM_FRACTIONS") and isinstance(value, list):
