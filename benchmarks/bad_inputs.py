@@ -348,6 +348,7 @@ def more_cases(case, tmp, smoke):
         ("FRACTIONS holding 5", "05_data_efficiency", {"FRACTIONS": [0.1, 5, 1.0]}),
         ("LM_FRACTIONS holding 2.0", "05_data_efficiency", {"LM_FRACTIONS": [0.1, 2.0]}),
         ("06's LR_LM: -1e-3", "06_once_dire", {"LR_LM": -1e-3}),
+        ("PRECISION: fp16 (a GPU-only precision)", "03_flan_t5_classification", {"PRECISION": "fp16"}),
     ]:
         case(f"preset value: {label}", lambda st=stem, v=values: _preset_value(tmp, smoke, st, v),
              "preset and papermill values")

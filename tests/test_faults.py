@@ -27,6 +27,8 @@ def _declared(stem):
     ("05_data_efficiency", {"FRACTIONS": [0.1, 0.5]}, r"FRACTIONS.*1\.0"),
     ("05_data_efficiency", {"FRACTIONS": [0.1, 5, 1.0]}, r"FRACTIONS.*\(0, 1\]"),
     ("05_data_efficiency", {"LM_FRACTIONS": [0.1, 2.0]}, r"LM_FRACTIONS.*\(0, 1\]"),
+    ("03_flan_t5_classification", {"PRECISION": "fp16"}, r"PRECISION: 'fp16' is not one of 'auto', 'fp32', 'bf16'"),
+    ("06_once_dire", {"PRECISION": "BF16"}, r"PRECISION: 'BF16' is not one of"),
 ])
 def test_a_bad_value_is_named_with_its_notebook_and_parameter(stem, values, message):
     errors = parameters.parameter_errors(stem, _declared(stem), values)
@@ -41,6 +43,8 @@ def test_a_bad_value_is_named_with_its_notebook_and_parameter(stem, values, mess
     ("02_baselines", {"MAX_USERS": 40}),
     ("05_data_efficiency", {"FRACTIONS": [0.5, 1.0], "LM_LR": {"smollm2-135m": 3e-4}}),
     ("06_once_dire", {"LR_LM": None}),
+    ("04_flan_t5_regression", {"PRECISION": "bf16"}),
+    ("05_data_efficiency", {"PRECISION": "auto"}),
 ])
 def test_good_values_pass(stem, values):
     assert parameters.parameter_errors(stem, _declared(stem), values) == []
