@@ -7,7 +7,7 @@ margin *and* agrees with fp32 on the same batch: every token's state (cosine) an
 model, what the pretrained model would predict from it (its next-token distribution, total
 variation distance). The answer is remembered per machine, model and split layer (seconds, once),
 and every cache is keyed by the precision that made it, so an fp32 run is never served bf16 states.
-The same choice runs the trained top layers (Trainer's bf16, an autocast on the CPU: 1.6-1.8x
+The same choice runs the trained top layers (Trainer's bf16, an autocast on the CPU: about 1.5-1.8x
 faster on the same EPYC, benchmarks/README.md) and the predictions.
 
     choice = choose_precision(PRECISION, lm, TOP_LAYERS, encodings)
@@ -39,8 +39,8 @@ from .paths import cache_dir
 PRECISIONS = ("auto", "fp32", "bf16")
 MARGIN = 1.15  # bf16 must be at least this much faster than fp32 (timings on 2 cores vary by ~5%)
 # Agreement, set from measurement on the kit's own inputs (benchmarks/README.md, "Precision"):
-# SmolLM2's packed sequences on an AMD EPYC: lowest cosine over 9,004 tokens 0.9975, largest shift
-# of the next-token distribution 0.096 (median 0.006); MiniLM's item texts: cosine 0.9995.
+# SmolLM2's packed sequences on an AMD EPYC: lowest cosine over 9,004 tokens 0.9977, largest shift
+# of the next-token distribution 0.096 (median 0.006); MiniLM's item texts: cosine 0.9999.
 MIN_COSINE = 0.995  # each token's bf16 state at least this close to fp32's
 MAX_SHIFT = 0.2  # the pretrained model's next-token distribution moved by at most this (TV)
 
