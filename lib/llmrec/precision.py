@@ -111,10 +111,11 @@ def prediction_shift(lm, top_layers: int, exact: list[torch.Tensor], low: list[t
 
 def measure_frozen_pass(lm, top_layers: int, sample: list[list[int]], batch_size: int = 16,
                         repeats: int = 2) -> dict:
-    """Seconds of the frozen pass over `sample` in fp32 and in bf16 autocast (the faster of
-    `repeats` runs, interleaved, after a warm-up of each on two examples), and how far apart their
-    results are: the lowest cosine between a token's two states, the largest relative error, and
-    the largest shift of the pretrained model's next-token distribution."""
+    """Seconds of the frozen pass over `sample` in fp32 and in bf16 autocast (after a warm-up of
+    each on two examples; one run each, and up to `repeats` interleaved runs, keeping the faster,
+    while the speed-up is close enough to MARGIN for the timings' noise to decide), and how far
+    apart their results are: the lowest cosine between a token's two states, the largest relative
+    error, and the largest shift of the pretrained model's next-token distribution."""
     def run(bf16: bool, inputs) -> tuple[float, list[torch.Tensor]]:
         start = time.perf_counter()
         states = compute_hidden(lm, top_layers, inputs, batch_size, desc="timing", autocast=bf16)
@@ -123,6 +124,8 @@ def measure_frozen_pass(lm, top_layers: int, sample: list[list[int]], batch_size
     run(False, sample[:2]), run(True, sample[:2])  # first calls pay for kernel selection and memory
     times = {False: [], True: []}
     for _ in range(repeats):
+        if times[True] and not 0.85 * MARGIN < min(times[False]) / min(times[True]) < 1.3 * MARGIN:
+            break  # clearly faster or clearly not: another round would not change the choice
         for bf16 in (False, True):
             seconds, states = run(bf16, sample)
             times[bf16].append(seconds)
@@ -152,8 +155,9 @@ def choose_precision(preference: str, lm, top_layers: int, encodings: list[list[
     """PRECISION as asked ('fp32', 'bf16'), or for 'auto' the measured choice: bf16 where it is
     at least MARGIN times faster than fp32 on this machine and agrees with it (every token's
     cosine >= MIN_COSINE; the pretrained model's next-token distribution shifted by at most
-    MAX_SHIFT), else fp32. Remembered in the data cache (precision/), per machine,
-    model and split layer; delete that folder to measure again."""
+    MAX_SHIFT), else fp32. Remembered in the data cache (precision/), per machine and model
+    (measured on the first inputs and split layer it is asked for: every notebook after that
+    takes the same answer); delete that folder to measure again."""
     check_precision(preference)
     if preference != "auto":
         return PrecisionChoice(preference, "as PRECISION asks", device=lm.model.device.type)
@@ -165,8 +169,7 @@ def choose_precision(preference: str, lm, top_layers: int, encodings: list[list[
         return PrecisionChoice("fp32", f"auto: {lm.family} models run exact fp32 on the CPU (bf16 "
                                "is measured only for the cached frozen pass of decoder-only and "
                                "encoder models)")
-    key = {"machine": machine_id(), "model": model_identity(lm.name), "top_layers": top_layers,
-           "batch_size": batch_size}
+    key = {"machine": machine_id(), "model": model_identity(lm.name)}
     path = (folder or cache_dir() / "precision") / (
         hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
     try:
