@@ -47,12 +47,12 @@ def smollm2(out: dict) -> None:
     sample = _sample(seqs.token_ids, 16, 3)
     a, b = compute_hidden(lm, 2, sample, 16), compute_hidden(lm, 2, sample, 16, autocast=True)
     c = cosines(a, b)
-    out["smollm2_tokens"] = int(len(c))
+    out["smollm2_tokens"] = len(c)
     out["smollm2_min_cosine"] = float(c.min())
     out["smollm2_max_shift"] = prediction_shift(lm, 2, a, b)
     # the untrained classifier at the test slots of 96 users
     slots = seqs.slots_for(processed.split("test"))
-    keep = sorted(slots.seq.unique()[:96])
+    keep = sorted(slots.seq.unique()[:96].tolist())
     test = slots[slots.seq.isin(keep)]
     full = {False: [None] * len(seqs), True: [None] * len(seqs)}
     for bf16 in (False, True):
@@ -75,7 +75,7 @@ def smollm2(out: dict) -> None:
         model = build_packed_model(lm, head, top_layers=2)
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
-        def step(bf16: bool) -> float:
+        def step(bf16: bool, model=model, opt=opt) -> float:
             start = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = model(inputs_embeds=x, attention_mask=mask, slot_index=slot, labels=labels)["loss"]

@@ -5,8 +5,8 @@ and 3.5x *slower* on an Intel Xeon without it. `PRECISION = "auto"` therefore ti
 real frozen pass in both precisions, interleaved, and takes bf16 only when it is faster by a clear
 margin *and* agrees with fp32 on the same batch: every token's state (cosine) and, for a language
 model, what the pretrained model would predict from it (its next-token distribution, total
-variation distance). The answer is remembered per machine, model and split layer (seconds, once),
-and every cache is keyed by the precision that made it, so an fp32 run is never served bf16 states.
+variation distance). The answer is remembered per machine and model (seconds, once), and
+every cache is keyed by the precision that made it, so an fp32 run is never served bf16 states.
 The same choice runs the trained top layers (Trainer's bf16, an autocast on the CPU: about 1.5-1.8x
 faster on the same EPYC, benchmarks/README.md) and the predictions.
 
@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
