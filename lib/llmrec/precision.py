@@ -68,8 +68,8 @@ class PrecisionChoice:
 
 def check_precision(value) -> str:
     if value not in PRECISIONS:
-        raise ValueError(f"PRECISION: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: 'auto' "
-                         "measures which is faster here and agrees with fp32; 'fp32' is exact")
+        raise ValueError(f"PRECISION: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: use "
+                         "'auto' (it measures which is faster here and agrees with fp32) or 'fp32' (exact)")
     return value
 
 

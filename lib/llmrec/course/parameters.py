@@ -92,8 +92,8 @@ def value_errors(stem: str, name: str, value) -> list[str]:
         return [f"{where}: {v!r}" + (f" (for {k!r})" if isinstance(k, str) else "")
                 + " must be greater than 0 (a learning rate)" for k, v in bad]
     if name == "PRECISION" and value not in PRECISIONS:
-        return [(f"{where}: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: 'auto' measures "
-                 "which is faster on this machine and agrees with fp32; 'fp32' is exact")]
+        return [(f"{where}: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: use 'auto' (it "
+                 "measures which is faster on this machine and agrees with fp32) or 'fp32' (exact)")]
     if name == "SEED" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         return [f"{where}: {value!r} must lie between 0 and {SEED_RANGE[1]} (numpy's seeds)"]
     if name in ("FRACTIONS", "LM_FRACTIONS") and isinstance(value, list):
