@@ -12,8 +12,8 @@ faster on the same EPYC, benchmarks/README.md) and the predictions.
 
     choice = choose_precision(PRECISION, lm, TOP_LAYERS, encodings)
     hidden = cached_hidden(lm, TOP_LAYERS, encodings, name=..., autocast=choice.autocast)
-    train_with_trainer(..., precision=choice.precision)
-    with choice.context(): predictions = predict_dataset(...)
+    train_with_trainer(..., precision=choice)
+    predictions = predict_dataset(..., autocast=choice.autocast)
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ class PrecisionChoice:
 
     @property
     def autocast(self) -> bool:
-        """What cached_hidden / compute_hidden take: bf16 autocast or exact fp32."""
+        """What cached_hidden, make_dataset and the predict functions take: bf16 autocast or exact fp32."""
         return self.precision == "bf16"
 
     def context(self):
-        """Predictions in the chosen precision: `with choice.context(): predict_dataset(...)`."""
+        """Code run by hand in the chosen precision: `with choice.context(): model(...)`."""
         return torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast)
 
     def __str__(self) -> str:
@@ -69,7 +69,8 @@ class PrecisionChoice:
 def check_precision(value) -> str:
     if value not in PRECISIONS:
         raise ValueError(f"PRECISION: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: use "
-                         "'auto' (it measures which is faster here and agrees with fp32) or 'fp32' (exact)")
+                         "'auto' (it measures which is faster on this machine and agrees with fp32) or "
+                         "'fp32' (exact)")
     return value
 
 

@@ -21,7 +21,7 @@ import papermill as pm
 
 from ..efficiency import check_fractions
 from ..paths import list_notebooks, notebooks_dir, results_dir, runs_dir
-from ..precision import PRECISIONS
+from ..precision import check_precision
 from ..presets import PresetError, load_preset
 from .lock import check_not_in_use
 
@@ -91,9 +91,11 @@ def value_errors(stem: str, name: str, value) -> list[str]:
         bad = [(k, v) for k, v in _numbers(value) if not (v > 0 and math.isfinite(v))]
         return [f"{where}: {v!r}" + (f" (for {k!r})" if isinstance(k, str) else "")
                 + " must be greater than 0 (a learning rate)" for k, v in bad]
-    if name == "PRECISION" and value not in PRECISIONS:
-        return [(f"{where}: {value!r} is not one of {', '.join(map(repr, PRECISIONS))}: use 'auto' (it "
-                 "measures which is faster on this machine and agrees with fp32) or 'fp32' (exact)")]
+    if name == "PRECISION":
+        try:
+            check_precision(value)  # llmrec.precision's own rule and message
+        except ValueError as e:
+            return [f"{stem}.{e}"]  # "<notebook>.PRECISION: …"
     if name == "SEED" and isinstance(value, int) and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
         return [f"{where}: {value!r} must lie between 0 and {SEED_RANGE[1]} (numpy's seeds)"]
     if name in ("FRACTIONS", "LM_FRACTIONS") and isinstance(value, list):
