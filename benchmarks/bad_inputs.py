@@ -341,6 +341,8 @@ def more_cases(case, tmp, smoke):
     case("an executed notebook in runs/smoke cut short, read by `site` (was: a JSONDecodeError)",
          lambda: _cut_notebook_site(tmp), "corruption")
     case("a .csv.gz ratings file cut short", lambda: _gz_cut(tmp), "corruption")
+    case("PRECISION auto's remembered choice edited to hold no numbers (was: a KeyError)",
+         lambda: _precision_damaged(tmp), "corruption")
     # ---- preset and papermill values
     for label, stem, values in [
         ("SEED: 2**40 (past numpy's seeds)", "02_baselines", {"SEED": 2 ** 40}),
@@ -545,6 +547,20 @@ def _gz_cut(tmp):
     path = tmp / "cut.csv.gz"
     path.write_bytes(raw[: len(raw) // 2])
     data.load_custom(path, tmp / "items.csv")
+
+
+def _precision_damaged(tmp):
+    """PRECISION auto's remembered choice (precision/<key>.json) edited to hold no numbers."""
+    from llmrec.lm import load_lm
+    from llmrec.precision import choose_precision
+
+    lm, folder = load_lm("tiny-llama"), tmp / "precision"
+    choose_precision("auto", lm, 1, [[1, 2, 3, 4]] * 16, folder=folder, verbose=False)
+    (remembered,) = folder.glob("*.json")
+    remembered.write_text('{"measured": {"fp32_s": "fast"}}')
+    choice = choose_precision("auto", lm, 1, [[1, 2, 3, 4]] * 16, folder=folder, verbose=False)
+    whole = isinstance(json.loads(remembered.read_text())["measured"]["fp32_s"], float)
+    return f"measured again: {choice.precision}; the file " + ("rewritten whole" if whole else "damage NOT NOTICED: left as it was")
 
 
 def _can_unshare() -> bool:

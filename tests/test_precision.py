@@ -1,6 +1,8 @@
 """PRECISION: the frozen pass's precision chosen by measuring (stubbed timings both ways), and
 caches that never serve one precision's states to a run of the other."""
 
+import json
+
 import pytest
 import torch
 
@@ -88,3 +90,16 @@ def test_a_bf16_cache_is_never_served_to_an_fp32_run(lm, tmp_path, capsys):
     assert not all(a.equal(b) for a, b in zip(low, exact))
     again = cached_hidden(lm, 1, enc, name="p", autocast=False, folder=tmp_path)
     assert all(a.equal(b) for a, b in zip(again, exact))
+
+
+@pytest.mark.parametrize("content", ['{"measured": {}}', '{"measured": {"fp32_s": "fast", "bf16_s": 1, "min_cosine": 1}}',
+                                     '{"measured": [1, 2]}', "not json", "",
+                                     '{"measured": {"fp32_s": 2, "bf16_s": 1, "min_cosine": 1, "max_shift": "x"}}'])
+def test_a_damaged_remembered_choice_is_measured_again(lm, tmp_path, content):
+    measure, calls = _stub(2.0, 1.0)
+    choose_precision("auto", lm, 1, ENC, measure=measure, folder=tmp_path, verbose=False)
+    (remembered,) = tmp_path.glob("*.json")
+    remembered.write_text(content)
+    choice = choose_precision("auto", lm, 1, ENC, measure=measure, folder=tmp_path, verbose=False)
+    assert choice.precision == "bf16" and calls == [16, 16]
+    assert json.loads(remembered.read_text())["measured"]["fp32_s"] == 2.0  # written again, whole

@@ -172,10 +172,14 @@ def choose_precision(preference: str, lm, top_layers: int, encodings: list[list[
     key = {"machine": machine_id(), "model": model_identity(lm.name)}
     path = (folder or cache_dir() / "precision") / (
         hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
-    try:
+    try:  # a damaged file (cut, edited, other numbers) is measured again and rewritten
         measured = json.loads(path.read_text())["measured"]
+        numbers = [measured.get(k) for k in ("fp32_s", "bf16_s", "min_cosine")]
+        if not all(isinstance(v, (int, float)) for v in numbers) or \
+                not isinstance(measured.get("max_shift", 0.0), (int, float, type(None))):
+            raise ValueError(f"{path}: its measurements are incomplete")
         remembered = True
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         measured = measure(lm, top_layers, _sample(encodings, batch_size, batches), batch_size)
         remembered = False
     speedup = measured["fp32_s"] / max(measured["bf16_s"], 1e-9)
